@@ -98,8 +98,8 @@ class BinaryDataModule(LightningDataModule, ABC):
     """Base of the data modules: loaders over in-memory splits of binary states.
 
     Subclasses fill the splits in ``setup`` with :meth:`_store`; a split stored as
-    ``None`` is deliberately empty and its loader is an empty list, which Lightning
-    treats as "no such loop".
+    ``None`` is deliberately empty and its loader is an empty list, for which
+    Lightning runs no batches (it warns that the loader list has length zero).
 
     Args:
         batch_size: training batch size.
@@ -327,11 +327,6 @@ class _ImageDataModule(BinaryDataModule):
     def data_dir(self) -> Path:
         """The resolved data folder."""
         return self._data_dir
-
-    @property
-    def raw_folder(self) -> Path:
-        """Folder where torchvision keeps (and looks for) the original files."""
-        return self._data_dir / self.dataset_class.__name__ / "raw"
 
     @property
     def in_features(self) -> int:

@@ -36,10 +36,9 @@ def to_states(active: Tensor, state_encoding: str = "pm1") -> Tensor:
         A float32 tensor with the shape of ``active``.
     """
     check_state_encoding(state_encoding)
-    states = active.to(torch.float32)
     if state_encoding == "pm1":
-        states = states.mul_(2.0).sub_(1.0)
-    return states
+        return torch.where(active, 1.0, -1.0).to(torch.float32)
+    return active.to(torch.float32)
 
 
 def scale_pixels(images: Tensor) -> Tensor:
