@@ -1,0 +1,78 @@
+"""What every classifier of the CLI shares: metrics, one evaluation step behind
+validation/test, prediction, and the input-width check at setup."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+STAGES = ("train", "val", "test")
+
+
+class ClassifierModule(L.LightningModule, ABC):
+    """Base LightningModule: subclasses implement :meth:`logits` and ``training_step``.
+
+    Logs ``{stage}/loss`` (cross-entropy of the logits) and ``{stage}/acc`` (torchmetrics
+    multiclass accuracy) for train, val and test.
+    """
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.in_features, self.num_classes = in_features, num_classes
+        self.accuracy = torch.nn.ModuleDict(
+            {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro") for stage in STAGES}
+        )
+
+    @abstractmethod
+    def logits(self, x: Tensor) -> Tensor:
+        """Inference logits (B, C)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.logits(x)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        width = getattr(datamodule, "in_features", None)
+        if width is not None and width != self.in_features:
+            raise ValueError(
+                f"the dataset gives inputs of width {width} but the model has "
+                f"in_features={self.in_features}; set model in_features to {width}"
+            )
+        classes = getattr(datamodule, "num_classes", None)
+        if classes is not None and classes != self.num_classes:
+            raise ValueError(
+                f"the dataset has {classes} classes but the model has "
+                f"num_classes={self.num_classes}"
+            )
+
+    def log_classification(self, stage: str, logits: Tensor, y: Tensor) -> Tensor:
+        """Log loss and accuracy of ``logits`` for ``stage``; returns the loss."""
+        loss = F.cross_entropy(logits, y)
+        accuracy = self.accuracy[f"{stage}_acc"]
+        accuracy(logits, y)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
+                 batch_size=y.shape[0])
+        self.log(f"{stage}/acc", accuracy, on_step=on_step, on_epoch=True,
+                 prog_bar=True, batch_size=y.shape[0])
+        return loss
+
+    def evaluation_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        return self.log_classification(stage, self.logits(x), y)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self.evaluation_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self.evaluation_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> Tensor:
+        """Logits (B, C) of a batch (``x`` or ``(x, y)``)."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.logits(x)
