@@ -26,13 +26,21 @@ class MLCMCLI(LightningCLI):
         )
 
 
-def main(args: list[str] | None = None) -> LightningCLI:
-    """Run the CLI on ``args`` (default: ``sys.argv[1:]``); returns the LightningCLI object."""
+def cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
+    """Build (and with ``run``, execute the subcommand of) the CLI on ``args`` (default:
+    ``sys.argv[1:]``). With ``run=False`` there is no subcommand: the model, data and
+    trainer are instantiated and returned for programmatic use."""
     return MLCMCLI(
         ClassifierModule,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=args,
+        run=run,
         save_config_kwargs={"overwrite": True},
     )
+
+
+def main() -> None:
+    """Console entry point of ``mlcm`` and ``lightning``."""
+    cli()

@@ -131,7 +131,7 @@ def test_synthetic_shapes_and_loaders() -> None:
 
 
 def test_synthetic_flip_probability_and_class_balance() -> None:
-    module = SyntheticDataModule(num_classes=5, in_features=100, flip_prob=0.2, train_size=2000, seed=1)
+    module = SyntheticDataModule(num_classes=5, in_features=100, flip_prob=0.2, train_size=2000, sample_seed=1)
     module.setup()
     x, y = module.dataset("train").tensors
     flipped = (x != module.prototypes[y]).float().mean().item()
@@ -148,14 +148,14 @@ def test_synthetic_is_seeded_and_splits_are_independent_streams() -> None:
         return {name: module.dataset(name).tensors for name in ("train", "val", "test")}
 
     torch.manual_seed(0)
-    first = splits(seed=5)
+    first = splits(sample_seed=5)
     torch.manual_seed(1)
-    again = splits(seed=5)
+    again = splits(sample_seed=5)
     for name in first:
         assert all(torch.equal(a, b) for a, b in zip(first[name], again[name]))
-    other = splits(seed=6)
+    other = splits(sample_seed=6)
     assert not torch.equal(first["train"][0], other["train"][0])
-    resized = splits(seed=5, train_size=100)
+    resized = splits(sample_seed=5, train_size=100)
     assert torch.equal(resized["test"][0], first["test"][0])
     assert len(resized["train"][0]) == 100
 

@@ -400,7 +400,7 @@ class SyntheticDataModule(BinaryDataModule):
     ``num_classes`` prototypes of width ``in_features`` are drawn uniformly from
     {-1, +1}; each sample takes a uniformly random class and flips every bit of its
     prototype independently with probability ``flip_prob``. The prototypes and each
-    split are drawn from their own generators derived from ``seed``, so a split does
+    split are drawn from their own generators derived from ``sample_seed``, so a split does
     not change when the size of another one does.
 
     Args:
@@ -410,7 +410,8 @@ class SyntheticDataModule(BinaryDataModule):
         train_size: number of training samples.
         val_size: number of validation samples; 0 disables validation.
         test_size: number of test samples.
-        seed: seed of the prototypes and samples.
+        sample_seed: seed of the prototypes and samples (named apart from the model's ``seed``,
+            since Lightning merges model and data hyperparameters when logging).
         batch_size: training batch size.
         eval_batch_size: batch size of the validation, test and predict loaders.
         num_workers: DataLoader worker processes (0 loads in the main process).
@@ -428,7 +429,7 @@ class SyntheticDataModule(BinaryDataModule):
         train_size: int = 2048,
         val_size: int = 512,
         test_size: int = 512,
-        seed: int = 0,
+        sample_seed: int = 0,
         batch_size: int = 16,
         eval_batch_size: int = 1024,
         num_workers: int = 0,
@@ -461,8 +462,8 @@ class SyntheticDataModule(BinaryDataModule):
         return to_states(self._prototype_active, self.hparams.state_encoding)
 
     def _generator(self, stream: int) -> torch.Generator:
-        """A CPU generator for one stream (0 prototypes, then one per split) of ``seed``."""
-        return torch.Generator().manual_seed(4 * self.hparams.seed + stream)
+        """A CPU generator for one stream (0 prototypes, then one per split) of ``sample_seed``."""
+        return torch.Generator().manual_seed(4 * self.hparams.sample_seed + stream)
 
     def _sample(self, split: str, size: int) -> tuple[Tensor, Tensor]:
         """Draw ``size`` labelled noisy prototypes for ``split``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 import torch
@@ -13,7 +14,7 @@ from mlcm_torch.functional.dynamics import Relaxation
 from mlcm_torch.module.mlcm import MLCM
 from mlcm_torch.training.base import ClassifierModule
 
-TRAINING_OPTIONS = ("readout_optimizer", "readout_momentum", "histogram_every_n_steps", "check_finite")
+NETWORK_ARGUMENTS = tuple(inspect.signature(MLCM).parameters)
 
 
 class MLCMClassifier(ClassifierModule):
@@ -80,8 +81,7 @@ class MLCMClassifier(ClassifierModule):
             raise ValueError(f"histogram_every_n_steps={histogram_every_n_steps} must be >= 0")
         self.save_hyperparameters()
         self.automatic_optimization = False
-        network_args = {k: v for k, v in self.hparams.items() if k not in TRAINING_OPTIONS}
-        self.network = MLCM(**network_args)
+        self.network = MLCM(**{name: self.hparams[name] for name in NETWORK_ARGUMENTS})
         self.register_buffer("_epoch_not_converged", torch.zeros(2), persistent=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

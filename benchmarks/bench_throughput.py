@@ -1,0 +1,120 @@
+"""Throughput of the MLCM dynamics: samples/s of a training step and of inference.
+
+Builds the network from a config's ``model`` section (``MLCMClassifier`` init_args) and feeds
+random ±1 (or {0,1}) inputs of the config's width. A training step is what
+``MLCMClassifier.training_step`` computes: relax with the label, local update, readout step.
+Prints one JSON line per (config, batch size), with medians over ``--repeats`` timings of
+``--steps`` steps each.
+
+    python benchmarks/bench_throughput.py --config lightning_configs/mnist.yaml \
+        --device cpu --batch-size 16 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+
+import torch
+import yaml
+
+from mlcm_torch import MLCM
+from mlcm_torch.training.classifier import NETWORK_ARGUMENTS
+
+
+def build(config: str, device: str, seed: int) -> MLCM:
+    with open(config) as f:
+        args = yaml.safe_load(f)["model"]["init_args"]
+    args = {k: v for k, v in args.items() if k in NETWORK_ARGUMENTS}
+    args.update(seed=seed, check_inputs=False)
+    return MLCM(**args).to(device)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, steps: int, repeats: int, device: str) -> float:
+    """Median seconds per call of ``fn`` over ``repeats`` runs of ``steps`` calls."""
+    fn()
+    sync(device)
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        sync(device)
+        runs.append((time.perf_counter() - start) / steps)
+    return statistics.median(runs)
+
+
+def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed: int) -> dict:
+    model = build(config, device, seed)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 2, (batch, model.in_features), generator=g).float()
+    x = (2 * x - 1 if model.state_encoding == "pm1" else x).to(device)
+    y = torch.randint(0, model.num_classes, (batch,), generator=g).to(device)
+    optimizer = torch.optim.SGD(model.readout.parameters(), lr=model.readout_lr)
+    sweeps = []
+
+    def train_step() -> None:
+        relaxation = model.relax(x, y)
+        sweeps.append(relaxation.sweeps.float().mean())
+        model.local_update(relaxation, x, y)
+        if model.readout_rule == "cross_entropy":
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model.readout(relaxation.states[:, -1]), y)
+            loss.backward()
+            optimizer.step()
+
+    def infer() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    train_s = timed(train_step, steps, repeats, device)
+    infer_s = timed(infer, steps, repeats, device)
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    return {
+        "config": config,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "batch_size": batch,
+        "hidden": model.hidden,
+        "num_layers": model.num_layers,
+        "train_samples_per_s": round(batch / train_s, 1),
+        "infer_samples_per_s": round(batch / infer_s, 1),
+        "train_step_ms": round(1e3 * train_s, 3),
+        "mean_train_sweeps": round(float(torch.stack(sweeps).mean()), 2),
+        "peak_memory_mib": round(peak, 1),
+        "torch": torch.__version__,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", nargs="+", default=["lightning_configs/mnist.yaml"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[16])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for config in args.config:
+        for batch in args.batch_size:
+            print(json.dumps(measure(config, args.device, batch, args.steps, args.repeats, args.seed)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Lightning training: CLI runs, checkpoint resume, DDP synchronisation, logging, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from mlcm_torch.cli import cli
+from mlcm_torch.data import SyntheticDataModule
+from mlcm_torch.training import MLCMClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "lightning_configs").glob("*.yaml"))
+SMALL = dict(in_features=32, hidden=48, num_layers=2, num_classes=4, j_d=0.5, lambda_in=2.0,
+             lambda_left=1.0, lambda_right=0.5, lambda_out=2.0, lr=0.05, robustness=0.5,
+             max_sweeps=15, seed=3)
+
+
+def synthetic(**kw):
+    args = dict(num_classes=4, in_features=32, flip_prob=0.2, train_size=192, val_size=64,
+                test_size=64, batch_size=16)
+    return SyntheticDataModule(**{**args, **kw})
+
+
+def trainer(tmp_path, **kw):
+    args = dict(accelerator="cpu", devices=1, default_root_dir=tmp_path, enable_progress_bar=False,
+                enable_model_summary=False, logger=False, num_sanity_val_steps=0)
+    return L.Trainer(**{**args, **kw})
+
+
+def network_state(model):
+    return {k: v.clone() for k, v in model.network.state_dict().items() if torch.is_tensor(v)}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli(["fit", "--config", str(config), "--print_config"])
+    assert exit_.value.code == 0
+    assert "class_path: mlcm_torch" in capsys.readouterr().out
+
+
+def test_cli_fast_dev_run_on_synthetic_data(tmp_path):
+    run = cli([
+        "fit", "--model=mlcm_torch.training.MLCMClassifier",
+        *[f"--model.init_args.{k}={v}" for k, v in SMALL.items()],
+        "--data=mlcm_torch.data.SyntheticDataModule", "--data.init_args.num_classes=4",
+        "--data.init_args.in_features=32", "--trainer.fast_dev_run=2",
+        f"--trainer.default_root_dir={tmp_path}", "--trainer.accelerator=cpu",
+    ])
+    assert run.trainer.global_step == 2
+    assert torch.isfinite(run.model.network.J).all()
+
+
+def test_cli_trains_and_tests_on_an_mnist_subset(shared_data_dir, tmp_path):
+    config = ROOT / "lightning_configs" / "mnist.yaml"
+    common = [f"--data.init_args.data_dir={shared_data_dir}", "--data.init_args.limit_train=320",
+              "--data.init_args.val_size=100", "--data.init_args.limit_test=200",
+              "--model.init_args.hidden=200", "--trainer.accelerator=cpu",
+              f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+              "--trainer.callbacks=null", "--trainer.enable_progress_bar=false"]
+    run = cli(["fit", "--config", str(config), "--trainer.max_epochs=1", *common])
+    assert run.trainer.global_step == 20
+    (result,) = run.trainer.test(run.model, run.datamodule)
+    assert result["test/acc"] > 0.3  # 10 classes, 320 samples: well above chance (0.1)
+
+
+def test_config_typo_is_rejected_with_the_key(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli(["fit", "--model=mlcm_torch.training.MLCMClassifier", "--model.init_args.lamda_in=3"])
+    assert exit_.value.code != 0
+    assert "lamda_in" in capsys.readouterr().err
+
+
+def test_wrong_type_is_rejected(capsys):
+    with pytest.raises(SystemExit):
+        cli(["fit", "--model=mlcm_torch.training.MLCMClassifier", "--model.init_args.hidden=many"])
+    assert "hidden" in capsys.readouterr().err
+
+
+def test_width_mismatch_fails_at_setup_with_both_numbers(tmp_path):
+    model = MLCMClassifier(**{**SMALL, "in_features": 30})
+    with pytest.raises(ValueError, match="width 32 .* in_features=30"):
+        trainer(tmp_path, max_epochs=1).fit(model, synthetic())
+
+
+@pytest.mark.parametrize("readout", ["cross_entropy", "perceptron"])
+def test_resume_from_checkpoint_continues_exactly(tmp_path, readout):
+    kw = {**SMALL, "readout": readout, "input_coupling": "dense", "lr_in": 0.02,
+          "protocol": "steering", "schedule": "layer_sequential_async" if readout == "perceptron" else "layer_sequential_sync"}
+    if readout == "perceptron":
+        kw["readout_margin"] = 1.0
+    L.seed_everything(0)
+    straight = MLCMClassifier(**kw)
+    trainer(tmp_path / "a", max_epochs=2).fit(straight, synthetic())
+
+    L.seed_everything(0)
+    first = MLCMClassifier(**kw)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    trainer(tmp_path / "b", max_epochs=1, callbacks=[checkpoint]).fit(first, synthetic())
+    L.seed_everything(123)  # a different global RNG must not matter
+    resumed = MLCMClassifier(**{**kw, "seed": 99})
+    run = trainer(tmp_path / "c", max_epochs=2)
+    run.fit(resumed, synthetic(), ckpt_path=checkpoint.last_model_path)
+    assert run.global_step == 24
+    a, b = network_state(straight), network_state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    reloaded = MLCMClassifier.load_from_checkpoint(checkpoint.last_model_path)
+    assert reloaded.hparams.readout == readout
+    first_state, reloaded_state = network_state(first), network_state(reloaded)
+    assert all(torch.equal(first_state[k], reloaded_state[k]) for k in first_state)
+
+
+def test_tensorboard_logs_scalars_and_histograms(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = MLCMClassifier(**SMALL, histogram_every_n_steps=4, check_finite=True)
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    trainer(tmp_path, max_epochs=1, logger=logger, log_every_n_steps=2).fit(model, synthetic())
+    events = EventAccumulator(logger.log_dir, size_guidance={"histograms": 0}).Reload()
+    scalars, histograms = set(events.Tags()["scalars"]), set(events.Tags()["histograms"])
+    for tag in ("train/loss_step", "train/acc_step", "train/sweeps", "train/not_converged",
+                "train/unstable_fraction/layer_1", "train/activity/layer_0",
+                "couplings/J_norm/layer_0", "val/acc", "val/sweeps", "val/not_converged"):
+        assert tag in scalars, tag
+    assert {"couplings/J/layer_0", "fields/layer_1"} <= histograms
+
+
+def test_check_finite_stops_a_corrupted_run(tmp_path):
+    model = MLCMClassifier(**SMALL, check_finite=True)
+    model.network.J[0, 0, 1] = float("inf")
+    with pytest.raises(FloatingPointError, match="non-finite values in J"):
+        trainer(tmp_path, max_steps=1).fit(model, synthetic())
+
+
+def test_non_convergence_is_reported(tmp_path):
+    model = MLCMClassifier(**{**SMALL, "max_sweeps": 1})
+    with pytest.warns(UserWarning, match="without reaching a fixed point"):
+        trainer(tmp_path, max_epochs=1).fit(model, synthetic())
+
+
+def test_baselines_learn_through_the_same_cli(tmp_path):
+    for model in ("PerceptronBaseline", "MLPBaseline"):
+        run = cli([
+            "fit", f"--model=mlcm_torch.training.{model}", "--model.init_args.in_features=32",
+            "--model.init_args.num_classes=4", "--data=mlcm_torch.data.SyntheticDataModule",
+            "--data.init_args.num_classes=4", "--data.init_args.in_features=32",
+            "--trainer.max_epochs=2", "--trainer.accelerator=cpu", "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
+        ])
+        assert run.trainer.callback_metrics["val/acc"] > 0.9, model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("readout", ["cross_entropy", "perceptron"])
+def test_ddp_two_processes_keep_couplings_identical(tmp_path, readout):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), readout],
+                   check=True, env=env, cwd=tmp_path, timeout=240, capture_output=True)
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert int(r0["global_step"]) == 8
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), key
+    initial = MLCMClassifier(**{**SMALL, "input_coupling": "dense", "lr_in": 0.02}).network
+    assert not torch.equal(r0["J"], initial.J)  # training moved the couplings
