@@ -12,6 +12,7 @@ by the whole batch); one sweep = N single-neuron updates. Both run a whole batch
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
@@ -125,21 +126,32 @@ def run_dynamics(
     fixed = stable.all(-1)
     steps = torch.where(fixed, 0, -1).to(torch.long)
     active = ~fixed
-    n = network.n
+    rows = torch.arange(network.n_networks, device=states.device)
+    sub = network
     for t in tqdm(range(1, max_steps + 1), disable=not progress, desc=f"{dynamics} dynamics", leave=False):
-        cols = torch.nonzero(active.any(0)).squeeze(-1)
-        if cols.numel() == 0:
+        live = active.any(1)
+        if not bool(live.any()):
             break
-        s = states[:, cols]
-        act = active[:, cols]
+        if 2 * int(live.sum()) <= rows.numel():
+            rows = torch.nonzero(live).squeeze(-1)
+            sub = _select_networks(network, rows)
+        cols = torch.nonzero(active[rows].any(0)).squeeze(-1)
+        where = (rows.unsqueeze(-1), cols.unsqueeze(0))
+        s = states[where]
+        act = active[where]
         if dynamics == "sync":
-            s = torch.where(act.unsqueeze(-1) & ~stable[:, cols], -s, s)
+            s = torch.where(act.unsqueeze(-1) & ~stable[where], -s, s)
         else:
-            asynchronous_sweep(network, s, torch.randperm(n, generator=generator), act)
-        st = is_stable(network, s * coupling_fields(network, s), theta)
+            asynchronous_sweep(sub, s, torch.randperm(network.n, generator=generator), act)
+        st = is_stable(sub, s * coupling_fields(sub, s), stability_threshold(sub))
         done = act & st.all(-1)
-        states[:, cols] = s
-        stable[:, cols] = st
-        steps[:, cols] = torch.where(done, t, steps[:, cols])
-        active[:, cols] = act & ~done
+        states[where] = s
+        stable[where] = st
+        steps[where] = torch.where(done, t, steps[where])
+        active[where] = act & ~done
     return DynamicsResult(states, steps, steps >= 0)
+
+
+def _select_networks(network: Network, rows: torch.Tensor) -> Network:
+    j_d = network.j_d[rows.cpu()] if isinstance(network.j_d, torch.Tensor) else network.j_d
+    return replace(network, couplings=network.couplings[rows], j_d=j_d)

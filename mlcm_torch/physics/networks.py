@@ -72,7 +72,7 @@ def _check_j_d(j_d: float | torch.Tensor, n_networks: int) -> float | torch.Tens
             raise ValueError(f"j_d tensor must have shape ({n_networks},) (one per network), got {tuple(j_d.shape)}")
         if not torch.isfinite(j_d).all():
             raise ValueError("j_d must be finite")
-        return j_d.to(torch.float64)
+        return j_d.detach().to("cpu", torch.float64)
     if not math.isfinite(float(j_d)):
         raise ValueError(f"j_d must be a finite number, got {j_d!r}")
     return float(j_d)
@@ -149,12 +149,19 @@ def check_memory(required: int, device: str | torch.device, what: str, available
         )
 
 
+def default_storage(kind: str) -> str:
+    """int8 (exact integer fields) for binary couplings, float32 for Gaussian ones."""
+    if kind not in COUPLING_KINDS:
+        raise ValueError(f"kind must be one of {COUPLING_KINDS}, got {kind!r}")
+    return "int8" if kind == "binary" else "float32"
+
+
 def random_couplings(
     n: int,
     *,
     n_networks: int = 1,
     kind: str = "binary",
-    storage: str = "float32",
+    storage: str | None = None,
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
     batch: int = 1,
@@ -163,13 +170,15 @@ def random_couplings(
     """Draw M coupling matrices (thesis eq. 3.1) and return (couplings, unit).
 
     kind "binary": J_ij = ±1/√N with equal probability; kind "gaussian": J_ij ~ N(0, 1/N).
-    storage "int8" (binary only) stores the signs and returns unit = √N.
+    storage "int8" (binary only, the default for binary) stores the signs and returns unit = √N,
+    so that fields are exact integers; the default for gaussian is float32.
     The diagonal is zero. Memory is checked before anything is allocated.
     """
     n = _check_positive_int("n", n)
     n_networks = _check_positive_int("n_networks", n_networks)
     if kind not in COUPLING_KINDS:
         raise ValueError(f"kind must be one of {COUPLING_KINDS}, got {kind!r}")
+    storage = default_storage(kind) if storage is None else storage
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
     if storage == "int8" and kind != "binary":
@@ -227,7 +236,7 @@ def random_network(
     *,
     n_networks: int = 1,
     kind: str = "binary",
-    storage: str = "float32",
+    storage: str | None = None,
     reinforcement: tuple[float, float] | None = None,
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
@@ -240,7 +249,7 @@ def random_network(
         device=device, batch=batch, available_memory=available_memory,
     )
     if reinforcement is not None:
-        if storage == "int8":
+        if couplings.dtype == torch.int8:
             raise ValueError("sparse reinforcement is added to the couplings: use float32 or float64 storage, not int8")
         d, a = reinforcement
         couplings += sparse_reinforcement(
