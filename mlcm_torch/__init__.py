@@ -4,5 +4,16 @@ their dynamics with local perceptron plasticity — in PyTorch and Lightning."""
 from mlcm_torch.functional.dynamics import Relaxation
 from mlcm_torch.module.mlcm import MLCM, MLCMFeatures
 
-__all__ = ["MLCM", "MLCMFeatures", "Relaxation"]
+_LIGHTNING = ("MLCMClassifier", "PerceptronBaseline", "MLPBaseline")
+
+__all__ = ["MLCM", "MLCMFeatures", "Relaxation", *_LIGHTNING]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """The Lightning modules load lazily, so ``import mlcm_torch`` does not import Lightning."""
+    if name in _LIGHTNING:
+        from mlcm_torch import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'mlcm_torch' has no attribute {name!r}")
