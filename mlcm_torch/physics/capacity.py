@@ -14,10 +14,11 @@ map into N dimensions can push the probability of separability above Cover's cur
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
-from scipy.optimize import curve_fit, linprog
+from scipy.optimize import OptimizeWarning, curve_fit, linprog
 from scipy.special import erfc
 from scipy.stats import binom
 from tqdm.auto import tqdm
@@ -54,7 +55,10 @@ def cover_probability(p: int, n: int) -> float:
 
 
 def fit_capacity(alphas, fractions, samples: int) -> dict:
-    """Fit P(separable) = ½ erfc((α − α_c)/(√2 w)); returns α_c, its standard error and w."""
+    """Fit P(separable) = ½ erfc((α − α_c)/(√2 w)); returns α_c, its standard error and w.
+
+    The error is inf when the points do not constrain the fit (e.g. no point inside the transition).
+    """
     a = np.asarray(alphas, dtype=float)
     f = np.asarray(fractions, dtype=float)
     sigma = np.sqrt(np.maximum(f * (1 - f), 0.25 / samples) / samples)
@@ -64,7 +68,9 @@ def fit_capacity(alphas, fractions, samples: int) -> dict:
 
     below = a[f >= 0.5]
     guess = (float(below.max()) if below.size else float(a.mean()), 0.1 * float(a.mean()))
-    params, cov = curve_fit(model, a, f, p0=guess, sigma=sigma, absolute_sigma=True, maxfev=20000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        params, cov = curve_fit(model, a, f, p0=guess, sigma=sigma, absolute_sigma=True, maxfev=20000)
     err = np.sqrt(np.clip(np.diag(cov), 0, None))
     return {"alpha_c": float(params[0]), "alpha_c_err": float(err[0]), "width": float(abs(params[1]))}
 

@@ -1,0 +1,86 @@
+"""CLI runs (JSON + PNG with seeds and parameters), reinforcement regimes, CUDA path (skipped without a GPU)."""
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from mlcm_torch.physics.cli import build_parser, float_values, main
+from mlcm_torch.physics.networks import coupling_fields, random_network, random_states
+from mlcm_torch.physics.reinforcement import cell_label, phase_diagram
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_float_values_parses_numbers_and_ranges():
+    assert float_values("0.5") == [0.5]
+    assert float_values("0:1:0.25") == [0.0, 0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(argparse.ArgumentTypeError, match="start:stop:step"):
+        float_values("a:b")
+    with pytest.raises(argparse.ArgumentTypeError, match="step > 0"):
+        float_values("1:0:0.1")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["fixed-points", "--n", "5", "6", "--networks", "3", "--j-d", "0:1:0.5"],
+        ["critical", "--n", "20", "--networks", "2", "--states", "3", "--max-steps", "40", "--tol", "0.05"],
+        ["hopfield", "--n", "60", "--networks", "1", "--cues", "2", "--alphas", "0.05", "0.3", "--beta", "5"],
+    ],
+)
+def test_cli_writes_json_and_png(tmp_path, argv):
+    record = main(argv + ["--out", str(tmp_path), "--seed", "7", "--no-progress"])
+    name = argv[0]
+    data = json.loads((tmp_path / f"{name}.json").read_text())
+    assert data["seed"] == 7 and data["parameters"]["seed"] == 7
+    assert data["parameters"]["n"] == build_parser().parse_args(argv).n
+    assert data["command"].startswith("python -m mlcm_torch.physics " + name)
+    assert data["results"] == json.loads(json.dumps(record["results"]))
+    assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_cli_refuses_cuda_without_gpu(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit, match="CUDA is not available"):
+        main(["fixed-points", "--n", "4", "--device", "cuda", "--out", str(tmp_path)])
+
+
+def test_cli_rejects_unknown_experiment_and_bad_choice():
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["nonsense"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["critical", "--dynamics", "parallel"])
+
+
+def test_cell_labels():
+    assert cell_label(0.8, 0.2, 0.0, 0.0) == "chaotic"
+    assert cell_label(0.0, 0.1, 0.9, 0.0) == "trivial all+1"
+    assert cell_label(0.0, 0.1, 0.0, 0.9) == "trivial all-1"
+    assert cell_label(0.0, 0.0, 0.5, 0.5) == "trivial all±1"
+    assert cell_label(0.2, 0.7, 0.1, 0.0) == "intermediate"
+
+
+def test_strong_dense_reinforcement_is_trivial_and_none_is_chaotic():
+    r = phase_diagram(60, [1.2, 1.95], [0.01, 20.0], n_networks=2, n_states=6, max_steps=100, seed=0)
+    assert r["label"][1][1].startswith("trivial")
+    assert r["trivial_plus"][1][1] + r["trivial_minus"][1][1] == pytest.approx(1.0)
+    assert r["label"][0][0] == "chaotic"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_int8_fields_on_cuda_match_cpu():
+    net = random_network(512, 0.5, n_networks=2, storage="int8", generator=torch.Generator().manual_seed(0))
+    s = random_states(2, 8, 512, generator=torch.Generator().manual_seed(1))
+    cpu = coupling_fields(net, s)
+    gpu_net = type(net)(net.couplings.cuda(), net.j_d, net.unit)
+    assert torch.equal(coupling_fields(gpu_net, s.cuda()).cpu(), cpu)
