@@ -182,19 +182,20 @@ class MLCM(nn.Module):
         right = (self.lambda_right if feedback else (0.0,) * (self.num_layers - 1)) + (0.0,)
         return Couplings(self.J, self.j_d, left, right)
 
-    def _drive(self, x: Tensor, y: Tensor | None, couplings: Couplings) -> Drive:
+    def _drive(self, input_field: Tensor, y: Tensor | None, couplings: Couplings) -> Drive:
         label = self.label_field(y) if y is not None else None
         threshold = None
         if self.state_encoding == "01":
             if self.W_in is None:
-                row_sums = F.pad(x.new_ones(self.in_features), (0, self.hidden - self.in_features))
+                ones = input_field.new_ones(self.in_features)
+                row_sums = F.pad(ones, (0, self.hidden - self.in_features))
             else:
                 row_sums = self.W_in.sum(dim=1)
             threshold = zero_one_thresholds(
                 self.J, self.j_d, couplings.lambda_left, couplings.lambda_right,
                 self.lambda_in * row_sums, self.sparsity_threshold,
             )
-        return Drive(self.input_field(x), label, threshold)
+        return Drive(input_field, label, threshold)
 
     def _final_feedback(self, y: Tensor | None) -> bool:
         """Whether the last relaxation phase for (x, y) runs with the label feedback on."""
@@ -219,12 +220,15 @@ class MLCM(nn.Module):
         checks.relaxed_states(states, x.shape[0], self.num_layers, self.hidden)
         feedback = self._final_feedback(y)
         couplings = self._couplings(feedback)
-        return fields(states, couplings, self._drive(x, y if feedback else None, couplings))
+        drive = self._drive(self.input_field(x.to(self.J.dtype)), y if feedback else None, couplings)
+        return fields(states, couplings, drive)
 
-    def _run(self, states: Tensor, x: Tensor, y: Tensor | None, max_sweeps: int) -> Relaxation:
+    def _run(
+        self, states: Tensor, input_field: Tensor, y: Tensor | None, max_sweeps: int
+    ) -> Relaxation:
         couplings = self._couplings(y is not None)
         return relax(
-            states, couplings, self._drive(x, y, couplings), max_sweeps, self.schedule,
+            states, couplings, self._drive(input_field, y, couplings), max_sweeps, self.schedule,
             self.state_encoding, self.k_winners, self.generator,
         )
 
@@ -247,11 +251,11 @@ class MLCM(nn.Module):
         """
         self._check(x, y)
         x = x.to(self.J.dtype)
-        states = self.initial_states(x)
+        states, input_field = self.initial_states(x), self.input_field(x)
         if y is None or self.protocol == "thesis":
-            return self._run(states, x, y, self.max_sweeps)
-        clamped = self._run(states, x, y, self.max_sweeps)
-        free = self._run(clamped.states, x, None, self.free_sweeps)
+            return self._run(states, input_field, y, self.max_sweeps)
+        clamped = self._run(states, input_field, y, self.max_sweeps)
+        free = self._run(clamped.states, input_field, None, self.free_sweeps)
         return free._replace(sweeps=clamped.sweeps + free.sweeps)
 
     # ----------------------------------------------------------------------------- learning
