@@ -86,7 +86,9 @@ def glauber_dynamics(
     if isinstance(sweeps, bool) or int(sweeps) != sweeps or sweeps < 0:
         raise ValueError(f"sweeps must be a non-negative integer, got {sweeps!r}")
     states = check_states(network, initial).clone()
-    order_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    device = generator.device if generator is not None else "cpu"
+    order_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
+    order_gen = torch.Generator().manual_seed(order_seed)
     for _ in range(int(sweeps)):
         glauber_sweep(network, states, beta, torch.randperm(network.n, generator=order_gen), generator)
     return states

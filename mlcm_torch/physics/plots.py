@@ -64,18 +64,28 @@ def plot_convergence(result: dict, path: Path) -> Path:
 
 
 def plot_fixed_points(result: dict, path: Path) -> Path:
-    """Fixed-point entropy vs J_D: exact enumeration against ln(1 + erf(J_D/√2)) (thesis eq. 3.2)."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    """Fixed-point entropy vs J_D: exact enumeration against ln(1 + erf(J_D/√2)) (thesis eq. 3.2),
+    and its finite-size deviation."""
+    fig, (ax, dev) = plt.subplots(1, 2, figsize=(11, 4))
     j_d = np.asarray(result["j_d"])
-    ax.plot(j_d, result["closed_form"], "k-", lw=2, label=r"$\ln(1+\mathrm{erf}(J_D/\sqrt{2}))$")
+    closed = np.asarray(result["closed_form"])
+    ax.plot(j_d, closed, "k-", lw=2, label=r"$\ln(1+\mathrm{erf}(J_D/\sqrt{2}))$")
+    dev.axhline(0.0, color="k", lw=2)
     for row in result["sizes"]:
-        line = ax.errorbar(j_d, _nan(row["entropy_annealed"]), yerr=_nan(row["entropy_annealed_err"]), fmt="o",
-                           ms=3, label=f"N={row['n']} exact count")
-        ax.plot(j_d, row["entropy_expected_finite_n"], "--", lw=1, color=line[0].get_color())
+        measured, err = _nan(row["entropy_annealed"]), _nan(row["entropy_annealed_err"])
+        line = ax.errorbar(j_d, measured, yerr=err, fmt="o", ms=3, label=f"N={row['n']} exact count")
+        color = line[0].get_color()
+        ax.plot(j_d, row["entropy_expected_finite_n"], "--", lw=1, color=color)
+        dev.errorbar(j_d, measured - closed, yerr=err, fmt="o", ms=3, color=color, label=f"N={row['n']}")
+        dev.plot(j_d, np.asarray(row["entropy_expected_finite_n"]) - closed, "--", lw=1, color=color)
     ax.set_xlabel(r"$J_D$")
     ax.set_ylabel(r"$\frac{1}{N}\ln\langle\#\mathrm{fixed\ points}\rangle$")
     ax.set_title("Fixed points (dashed: exact finite-N expectation)")
     ax.legend(fontsize=8)
+    dev.set_xlabel(r"$J_D$")
+    dev.set_ylabel("measured − closed form")
+    dev.set_title("Finite-size deviation (dashed: exact expectation)")
+    dev.legend(fontsize=8)
     return _save(fig, path)
 
 
