@@ -92,14 +92,14 @@ def separability_curve(
     """Fraction of separable instances at each α = P/N, raw or after relaxation, and the fitted α_c.
 
     Relaxed: each instance has its own random network (J_D = j_d) and its P patterns relax as one
-    batch; the share of patterns that reached a fixed point and the share of distinct fixed
-    points are recorded.
+    batch; the share of patterns that reached a fixed point, the share of distinct fixed points
+    and the mean overlap ξ·s*/N between a pattern and its fixed point are recorded.
     """
     if instances < 2:
         raise ValueError(f"instances must be >= 2 to estimate a probability, got {instances}")
     generator = torch.Generator(device=device).manual_seed(seed)
     label_gen = np.random.default_rng(seed)
-    fractions, converged, distinct = [], [], []
+    fractions, converged, distinct, overlap = [], [], [], []
     for alpha in tqdm(alphas, disable=not progress, desc=f"capacity N={n}{' relaxed' if relax else ''}"):
         p = max(1, round(alpha * n))
         x = random_states(instances, p, n, generator=generator, device=device)
@@ -107,6 +107,7 @@ def separability_curve(
             net = random_network(n, j_d, n_networks=instances, kind=kind, generator=generator, device=device, batch=p)
             res = run_dynamics(net, x.to(net.state_dtype), dynamics=dynamics, max_steps=max_steps,
                                generator=torch.Generator().manual_seed(seed))
+            overlap.append(float((res.states * x).mean()))
             x = res.states
             converged.append(float(res.converged.to(torch.float64).mean()))
             distinct.append(float(np.mean([torch.unique(x[i], dim=0).shape[0] / p for i in range(instances)])))
@@ -115,7 +116,7 @@ def separability_curve(
     out = {"n": n, "alphas": list(map(float, alphas)), "fraction_separable": fractions, "instances": instances,
            "cover": [cover_probability(max(1, round(a * n)), n) for a in alphas]}
     if relax:
-        out.update({"fraction_converged": converged, "fraction_distinct": distinct})
+        out.update({"fraction_converged": converged, "fraction_distinct": distinct, "overlap_with_pattern": overlap})
     try:
         out["fit"] = fit_capacity(alphas, fractions, instances)
     except (RuntimeError, ValueError) as exc:
