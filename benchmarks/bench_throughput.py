@@ -1,8 +1,10 @@
-"""Throughput of the MLCM dynamics: samples/s of a training step and of inference.
+"""Throughput of the MLCM dynamics: samples/s of a training step, a relaxation, inference.
 
 Builds the network from a config's ``model`` section (``MLCMClassifier`` init_args) and feeds
 random ±1 (or {0,1}) inputs of the config's width. A training step is what
-``MLCMClassifier.training_step`` computes: relax with the label, local update, readout step.
+``MLCMClassifier.training_step`` computes: relax with the label, local update, readout step;
+``relax`` is the relaxation with the label alone; ``infer`` the label-free relaxation and
+the readout.
 Prints one JSON line per (config, batch size), with medians over ``--repeats`` timings of
 ``--steps`` steps each.
 
@@ -72,6 +74,9 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
             loss.backward()
             optimizer.step()
 
+    def relax() -> None:
+        model.relax(x, y)
+
     def infer() -> None:
         with torch.inference_mode():
             model(x)
@@ -79,6 +84,7 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     train_s = timed(train_step, steps, repeats, device)
+    relax_s = timed(relax, steps, repeats, device)
     infer_s = timed(infer, steps, repeats, device)
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
@@ -94,6 +100,7 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
         "hidden": model.hidden,
         "num_layers": model.num_layers,
         "train_samples_per_s": round(batch / train_s, 1),
+        "relax_samples_per_s": round(batch / relax_s, 1),
         "infer_samples_per_s": round(batch / infer_s, 1),
         "train_step_ms": round(1e3 * train_s, 3),
         "mean_train_sweeps": round(float(torch.stack(sweeps).mean()), 2),
