@@ -58,6 +58,7 @@ def fit_power_law(j_d, times, *, min_time: float = 3.0) -> dict:
         "gamma": float(params[2]), "gamma_err": float(err[2]),
         "j_c": float(params[1]), "j_c_err": float(err[1]),
         "amplitude": float(np.exp(params[0])), "points": int(use.sum()),
+        "j_d_range": [x_min, float(x.max())],
     }
 
 

@@ -53,7 +53,7 @@ def plot_convergence(result: dict, path: Path) -> Path:
             ax.errorbar(j_d, t, yerr=_nan(curve["sem_time"]), fmt="o-", ms=3, label=f"N={row['n']}")
             fit = curve.get("fit", {})
             if "gamma" in fit:
-                x = np.linspace(max(fit["j_c"] + 1e-3, j_d.min()), j_d.max(), 200)
+                x = np.linspace(*fit["j_d_range"], 200)
                 ax.plot(x, fit["amplitude"] * (x - fit["j_c"]) ** (-fit["gamma"]), ":", color="gray")
         ax.set_yscale("log")
         ax.set_xlabel(r"$J_D$")
