@@ -53,6 +53,11 @@ def test_cli_refuses_cuda_without_gpu(tmp_path):
         main(["fixed-points", "--n", "4", "--device", "cuda", "--out", str(tmp_path)])
 
 
+def test_cli_refuses_a_network_that_does_not_fit(tmp_path):
+    with pytest.raises(SystemExit, match=r"refusing to allocate 1 network\(s\) of N=2000000 \(int8 couplings\)"):
+        main(["critical", "--n", "2000000", "--networks", "1", "--out", str(tmp_path), "--no-progress"])
+
+
 def test_cli_rejects_unknown_experiment_and_bad_choice():
     parser = build_parser()
     with pytest.raises(SystemExit):

@@ -228,7 +228,10 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    results, summary = run_experiment(args)
+    try:
+        results, summary = run_experiment(args)
+    except MemoryError as exc:
+        raise SystemExit(f"{args.experiment}: {exc}") from None
     elapsed = time.perf_counter() - start
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     record = {
