@@ -22,10 +22,14 @@ CPU = {
                      "--max-steps 500 --tol 0.01",
     "critical-async": "critical --n 100 200 400 --networks 8 --states 16 --kind binary --dynamics async "
                       "--max-steps 300 --tol 0.01",
+    "critical-gaussian": "critical --n 100 200 400 --networks 8 --states 16 --kind gaussian --dynamics sync async "
+                         "--max-steps 300 --tol 0.01",
     "convergence": "convergence --n 100 300 1000 --j-d 0.3:1.2:0.05 --networks 4 --states 16 --kind binary "
                    "--max-steps 300",
     "accessibility": "accessibility --n 1000 --j-d 0.4:0.9:0.025 --networks 4 --states 16 --kind gaussian "
                      "--max-steps 200",
+    "accessibility-long": "accessibility --n 1000 --j-d 0.55:0.75:0.025 --networks 4 --states 16 --kind gaussian "
+                          "--max-steps 1000",
     "reinforcement": "reinforcement --n 100 1000 --d 1.1:1.9:0.1 --a 0.25 0.5 1 2 4 8 --networks 2 --states 16 "
                      "--max-steps 500",
     "capacity": "capacity --n 50 100 200 --alphas 1:3:0.125 --instances 20 --j-d 1.0",
@@ -38,10 +42,14 @@ GPU = {
                      "--storage int8 --dynamics sync --max-steps 1000 --tol 0.005 --device cuda",
     "critical-async": "critical --n 1000 3000 10000 30000 --networks 4 --states 8 --kind binary --storage int8 "
                       "--dynamics async --max-steps 1000 --tol 0.005 --device cuda",
+    "critical-gaussian": "critical --n 1000 3000 10000 30000 --networks 4 --states 8 --kind gaussian "
+                         "--dynamics sync async --max-steps 1000 --tol 0.005 --device cuda",
     "convergence": "convergence --n 1000 10000 50000 --j-d 0.5:1.5:0.025 --networks 2 --states 16 --kind binary "
                    "--max-steps 2000 --device cuda",
     "accessibility": "accessibility --n 10000 --j-d 0.4:0.9:0.0125 --networks 2 --states 32 --kind gaussian "
                      "--max-steps 1000 --device cuda",
+    "accessibility-long": "accessibility --n 10000 --j-d 0.55:0.75:0.0125 --networks 2 --states 32 --kind gaussian "
+                          "--max-steps 5000 --device cuda",
     "reinforcement": "reinforcement --n 100 1000 10000 --d 1.1:1.9:0.05 --a 0.25 0.5 1 2 4 8 16 --networks 2 "
                      "--states 32 --max-steps 500 --device cuda",
     "capacity": "capacity --n 100 200 400 --alphas 1:3:0.0625 --instances 50 --j-d 1.0 --device cuda",
