@@ -43,18 +43,6 @@ def _neuron_threshold(network: Network) -> float | torch.Tensor:
     return theta.view(-1, 1) if isinstance(theta, torch.Tensor) else theta
 
 
-def _update(network: Network, states: torch.Tensor, i: int, theta: float | torch.Tensor,
-            active: torch.Tensor | None) -> torch.Tensor:
-    row = network.couplings[:, i, :].to(states.dtype).unsqueeze(-1)
-    h = torch.bmm(states, row).squeeze(-1)
-    s_i = states[:, :, i]
-    flip = ~is_stable(network, s_i * h, theta)
-    if active is not None:
-        flip &= active
-    states[:, :, i] = torch.where(flip, -s_i, s_i)
-    return flip
-
-
 def update_neuron(network: Network, states: torch.Tensor, i: int, active: torch.Tensor | None = None) -> torch.Tensor:
     """Asynchronous update of neuron i in place for the whole batch (M, B, N); returns the flip mask (M, B).
 
@@ -63,7 +51,14 @@ def update_neuron(network: Network, states: torch.Tensor, i: int, active: torch.
     """
     if not 0 <= i < network.n:
         raise ValueError(f"neuron index i must lie in [0, {network.n}), got {i}")
-    return _update(network, states, i, _neuron_threshold(network), active)
+    row = network.couplings[:, i, :].to(states.dtype).unsqueeze(-1)
+    h = torch.bmm(states, row).squeeze(-1)
+    s_i = states[:, :, i]
+    flip = ~is_stable(network, s_i * h, _neuron_threshold(network))
+    if active is not None:
+        flip &= active
+    states[:, :, i] = torch.where(flip, -s_i, s_i)
+    return flip
 
 
 def synchronous_step(network: Network, states: torch.Tensor) -> torch.Tensor:
