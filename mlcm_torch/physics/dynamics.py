@@ -109,8 +109,10 @@ def run_dynamics(
 ) -> DynamicsResult:
     """Run synchronous or asynchronous zero-temperature dynamics from a batch of initial states.
 
-    Samples that reach a fixed point are frozen; the batch is compacted to the columns that
-    still hold an active sample. `generator` (CPU) draws the asynchronous update orders.
+    Samples that reach a fixed point are frozen; each step only touches the initial-state
+    columns that still hold an active sample, and the networks are compacted (a copy of the
+    live couplings) once at most half of them are still running. `generator` (CPU) draws the
+    asynchronous update orders, one random permutation per sweep.
     """
     if dynamics not in DYNAMICS:
         raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
