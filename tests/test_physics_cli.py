@@ -89,3 +89,29 @@ def test_int8_fields_on_cuda_match_cpu():
     cpu = coupling_fields(net, s)
     gpu_net = type(net)(net.couplings.cuda(), net.j_d, net.unit)
     assert torch.equal(coupling_fields(gpu_net, s.cuda()).cpu(), cpu)
+
+
+def test_experiment_functions_reject_bad_lists():
+    from mlcm_torch.physics.accessibility import accessibility
+    from mlcm_torch.physics.capacity import capacity
+    from mlcm_torch.physics.convergence import convergence_times
+    from mlcm_torch.physics.critical import critical_vs_size
+    from mlcm_torch.physics.fixed_points import fixed_point_entropy
+    from mlcm_torch.physics.hopfield import retrieval
+
+    with pytest.raises(ValueError, match="sizes must be a non-empty list"):
+        critical_vs_size([])
+    with pytest.raises(ValueError, match="sizes must be a non-empty list"):
+        fixed_point_entropy([1], [0.5])
+    with pytest.raises(ValueError, match="j_d_values must be a non-empty list of finite numbers"):
+        convergence_times([20], [0.5, float("nan")])
+    with pytest.raises(ValueError, match="j_d_values must be a non-empty list"):
+        accessibility(20, [])
+    with pytest.raises(ValueError, match="a_values must be a non-empty list"):
+        phase_diagram(20, [1.5], [])
+    with pytest.raises(ValueError, match="dynamics must be one of"):
+        phase_diagram(20, [1.5], [1.0], dynamics="parallel")
+    with pytest.raises(ValueError, match="alphas = P/N must be positive"):
+        capacity([20], [0.0, 1.0])
+    with pytest.raises(ValueError, match="alphas must be a non-empty list"):
+        retrieval(50, [])

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mlcm_torch.physics.dynamics import DYNAMICS
-from mlcm_torch.physics.networks import random_network, random_states
+from mlcm_torch.physics.networks import check_values, random_network, random_states
 from mlcm_torch.physics.scan import self_coupling_scan
 
 
@@ -49,6 +49,7 @@ def accessibility(
     For each dynamics: the fraction with its binomial standard error, and the threshold J_D
     where the fraction crosses 1/2, bracketed by the crossings of fraction ± 1 s.e.
     """
+    j_d_values = check_values("j_d_values", j_d_values)
     generator = torch.Generator(device=device).manual_seed(seed)
     net = random_network(n, 0.0, n_networks=n_networks, kind=kind, generator=generator, device=device,
                          batch=n_states * len(j_d_values))

@@ -24,7 +24,7 @@ from scipy.stats import binom
 from tqdm.auto import tqdm
 
 from mlcm_torch.physics.dynamics import run_dynamics
-from mlcm_torch.physics.networks import random_network, random_states
+from mlcm_torch.physics.networks import check_sizes, check_values, random_network, random_states
 
 
 def is_separable(patterns, labels, tol: float = 1e-9) -> bool:
@@ -97,6 +97,9 @@ def separability_curve(
     """
     if instances < 2:
         raise ValueError(f"instances must be >= 2 to estimate a probability, got {instances}")
+    alphas = check_values("alphas", alphas)
+    if min(alphas) <= 0:
+        raise ValueError(f"alphas = P/N must be positive, got {alphas!r}")
     generator = torch.Generator(device=device).manual_seed(seed)
     label_gen = np.random.default_rng(seed)
     fractions, converged, distinct, overlap = [], [], [], []
@@ -138,6 +141,7 @@ def capacity(
     progress: bool = False,
 ) -> dict:
     """Raw and relaxed perceptron capacity α_c ± error for each N (thesis §5.1)."""
+    sizes = check_sizes(sizes)
     rows = []
     for n in sizes:
         common = dict(instances=instances, seed=seed, device=device, progress=progress)

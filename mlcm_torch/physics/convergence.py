@@ -15,7 +15,7 @@ from scipy.optimize import curve_fit
 from tqdm.auto import tqdm
 
 from mlcm_torch.physics.dynamics import DYNAMICS
-from mlcm_torch.physics.networks import random_network, random_states
+from mlcm_torch.physics.networks import check_sizes, check_values, random_network, random_states
 from mlcm_torch.physics.scan import self_coupling_scan
 
 
@@ -80,6 +80,8 @@ def convergence_times(
     Times average over the samples that converged; `fraction` is the converged share. The fit
     uses the J_D values where every sample converged (else the mean is biased by the cap).
     """
+    sizes = check_sizes(sizes)
+    j_d_values = check_values("j_d_values", j_d_values)
     generator = torch.Generator(device=device).manual_seed(seed)
     rows = []
     for n in tqdm(sizes, disable=not progress, desc="convergence time"):

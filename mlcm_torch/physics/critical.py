@@ -21,6 +21,7 @@ from mlcm_torch.physics.dynamics import run_dynamics
 from mlcm_torch.physics.networks import (
     Network,
     available_memory_bytes,
+    check_sizes,
     default_storage,
     network_memory_bytes,
     random_network,
@@ -119,6 +120,7 @@ def critical_vs_size(
     Networks are drawn in groups that fit in memory (one at a time for the largest N, e.g. int8
     couplings at N = 200,000 on an 80 GB GPU); each gets `n_states` random initial states.
     """
+    sizes = check_sizes(sizes)
     generator = torch.Generator(device=device).manual_seed(seed)
     storage = default_storage(kind) if storage is None else storage
     rows = []

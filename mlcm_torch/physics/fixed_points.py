@@ -20,7 +20,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
-from mlcm_torch.physics.networks import COUPLING_KINDS, random_couplings
+from mlcm_torch.physics.networks import COUPLING_KINDS, check_sizes, check_values, random_couplings
 
 MAX_ENUMERATION_N = 24
 
@@ -147,6 +147,8 @@ def fixed_point_entropy(
     standard error, the quenched (1/N) mean ln(count) where every count is positive, the exact
     finite-N expectation and the N → ∞ closed form ln(1 + erf(J_D/√2)).
     """
+    sizes = check_sizes(sizes)
+    j_d_values = check_values("j_d_values", j_d_values)
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for n in tqdm(sizes, disable=not progress, desc="fixed points"):

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from mlcm_torch.physics.accessibility import crossing
 from mlcm_torch.physics.dynamics import run_dynamics
-from mlcm_torch.physics.networks import Network, check_states, random_states
+from mlcm_torch.physics.networks import Network, check_states, check_values, random_states
 
 
 def hebbian_couplings(patterns: torch.Tensor) -> torch.Tensor:
@@ -113,6 +113,9 @@ def retrieval(
     Glauber dynamics for `sweeps` sweeps. A run retrieves its pattern when m > 0.9; α_c is where
     the retrieved fraction falls through 1/2.
     """
+    alphas = check_values("alphas", alphas)
+    if min(alphas) <= 0:
+        raise ValueError(f"alphas = P/N must be positive, got {alphas!r}")
     generator = torch.Generator(device=device).manual_seed(seed)
     loads = [max(1, round(a * n)) for a in alphas]
     cues = min(n_cues, min(loads))

@@ -84,6 +84,22 @@ def _check_positive_int(name: str, value: int) -> int:
     return int(value)
 
 
+def check_sizes(sizes) -> list[int]:
+    """A non-empty list of network sizes N >= 2, or ValueError."""
+    sizes = list(sizes)
+    if not sizes or any(isinstance(n, bool) or int(n) != n or n < 2 for n in sizes):
+        raise ValueError(f"sizes must be a non-empty list of integers N >= 2, got {sizes!r}")
+    return [int(n) for n in sizes]
+
+
+def check_values(name: str, values) -> list[float]:
+    """A non-empty list of finite numbers, or ValueError naming the argument."""
+    values = [float(v) for v in values]
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{name} must be a non-empty list of finite numbers, got {values!r}")
+    return values
+
+
 def network_from_couplings(
     couplings: torch.Tensor, j_d: float | torch.Tensor, unit: float = 1.0, keep_ties: bool = False
 ) -> Network:

@@ -16,8 +16,14 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from mlcm_torch.physics.dynamics import run_dynamics
-from mlcm_torch.physics.networks import Network, random_couplings, random_states, sparse_reinforcement
+from mlcm_torch.physics.dynamics import DYNAMICS, run_dynamics
+from mlcm_torch.physics.networks import (
+    Network,
+    check_values,
+    random_couplings,
+    random_states,
+    sparse_reinforcement,
+)
 
 LABELS = ("chaotic", "intermediate", "trivial all+1", "trivial all-1", "trivial all±1")
 
@@ -54,6 +60,10 @@ def phase_diagram(
 
     For each d, all a values are run in one batch (len(a) · n_networks networks).
     """
+    d_values = check_values("d_values", d_values)
+    a_values = check_values("a_values", a_values)
+    if dynamics not in DYNAMICS:
+        raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
     generator = torch.Generator(device=device).manual_seed(seed)
     k = len(a_values)
     grid = {"mean_steps": [], "fraction_converged": [], "chaotic": [], "intermediate": [],
