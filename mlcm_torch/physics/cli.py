@@ -200,10 +200,11 @@ def run_experiment(args: argparse.Namespace) -> tuple[dict, str]:
                 parts.append(f"N={row['n']} {key} alpha_c={txt}")
         return r, "; ".join(parts)
     if e == "hopfield":
-        r = retrieval(_single_n(args), _flatten(args.alphas), n_networks=args.networks, n_cues=args.cues,
-                      beta=args.beta, sweeps=args.sweeps, max_sweeps=args.max_sweeps, device=args.device, **common)
-        keys = [k for k in ("zero_temperature", "glauber") if k in r]
-        return r, "; ".join(f"{k}: alpha_c={r[k]['alpha_c']}" for k in keys)
+        rows = [retrieval(n, _flatten(args.alphas), n_networks=args.networks, n_cues=args.cues, beta=args.beta,
+                          sweeps=args.sweeps, max_sweeps=args.max_sweeps, device=args.device, **common)
+                for n in args.n]
+        keys = [k for k in ("zero_temperature", "glauber") if k in rows[0]]
+        return {"sizes": rows}, "; ".join(f"N={r['n']} {k}: alpha_c={r[k]['alpha_c']}" for r in rows for k in keys)
     raise ValueError(f"unknown experiment {e!r}")
 
 

@@ -146,18 +146,22 @@ def plot_capacity(result: dict, path: Path) -> Path:
 
 
 def plot_hopfield(result: dict, path: Path) -> Path:
-    """Retrieval overlap vs load α (thesis ch. 2), with α_c ≈ 0.138 marked."""
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for key in ("zero_temperature", "glauber"):
-        if key in result:
-            c = result[key]
-            name = "T=0 async" if key == "zero_temperature" else f"Glauber β={result['beta']:g}"
+    """Retrieval overlap vs load α per N (thesis ch. 2): zero temperature (left) and Glauber
+    (right, when run), with α_c ≈ 0.138 marked."""
+    keys = [k for k in ("zero_temperature", "glauber") if k in result["sizes"][0]]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for row in result["sizes"]:
+            c = row[key]
             ac = c["alpha_c"]
-            label = f"{name}: α_c≈{ac:.3f}" if ac is not None and math.isfinite(ac) else name
-            ax.errorbar(result["alphas"], c["overlap_mean"], yerr=c["overlap_err"], fmt="o-", ms=3, label=label)
-    ax.axvline(0.138, color="gray", ls="--", lw=1, label="α_c = 0.138 (AGS)")
-    ax.set_xlabel(r"$\alpha = P/N$")
-    ax.set_ylabel("final overlap m")
-    ax.set_title(f"Hopfield retrieval, N={result['n']}")
-    ax.legend(fontsize=8)
+            label = f"N={row['n']}: α_c≈{ac:.3f}" if ac is not None and math.isfinite(ac) else f"N={row['n']}"
+            ax.errorbar(row["alphas"], c["overlap_mean"], yerr=c["overlap_err"], fmt="o-", ms=3, label=label)
+        ax.axvline(0.138, color="gray", ls="--", lw=1, label="α_c = 0.138 (AGS)")
+        ax.set_xlabel(r"$\alpha = P/N$")
+        ax.set_ylabel("final overlap m")
+        first = result["sizes"][0]
+        ax.set_title("zero temperature, asynchronous" if key == "zero_temperature"
+                     else f"Glauber β={first['beta']:g}, {first['sweeps']} sweeps")
+        ax.legend(fontsize=8)
+    fig.suptitle("Hopfield retrieval from a stored pattern", fontsize=10)
     return _save(fig, path)
