@@ -59,7 +59,8 @@ def test_count_exact_at_ties_for_integer_couplings(n):
 
 
 def test_batched_counts_match_single_counts_in_any_order():
-    j, _ = random_couplings(9, n_networks=3, kind="gaussian", storage="float64", generator=torch.Generator().manual_seed(1))
+    j, _ = random_couplings(9, n_networks=3, kind="gaussian", storage="float64",
+                            generator=torch.Generator().manual_seed(1))
     j_d = [1.0, -0.2, 0.5, 0.0]
     counts = fixed_point_counts(j, j_d, batch=37)
     for m in range(3):

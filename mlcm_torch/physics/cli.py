@@ -166,7 +166,8 @@ def run_experiment(args: argparse.Namespace) -> tuple[dict, str]:
         for row in r["sizes"]:
             for d in args.dynamics:
                 fit = row[d]["fit"]
-                g = f"gamma={fit['gamma']:.2f}±{fit['gamma_err']:.2f} J_c={fit['j_c']:.3f}" if "gamma" in fit else "no fit"
+                g = (f"gamma={fit['gamma']:.2f}±{fit['gamma_err']:.2f} J_c={fit['j_c']:.3f}"
+                     if "gamma" in fit else "no fit")
                 parts.append(f"N={row['n']} {d}: all converge from J_D={row[d]['j_d_all_converge']}, {g}")
         return r, "; ".join(parts)
     if e == "fixed-points":
@@ -178,8 +179,8 @@ def run_experiment(args: argparse.Namespace) -> tuple[dict, str]:
         r = accessibility(_single_n(args), _flatten(args.j_d), n_networks=args.networks, n_states=args.states,
                           kind=args.kind, dynamics=tuple(args.dynamics), max_steps=args.max_steps,
                           device=args.device, **common)
-        return r, "; ".join(f"{d}: threshold J_D={r[d]['threshold']} [{r[d]['threshold_low']}, {r[d]['threshold_high']}]"
-                            for d in args.dynamics)
+        return r, "; ".join(f"{d}: threshold J_D={r[d]['threshold']} "
+                            f"[{r[d]['threshold_low']}, {r[d]['threshold_high']}]" for d in args.dynamics)
     if e == "reinforcement":
         panels = [phase_diagram(n, _flatten(args.d), _flatten(args.a), j_d=args.j_d, n_networks=args.networks,
                                 n_states=args.states, kind=args.kind, dynamics=args.dynamics,

@@ -39,7 +39,8 @@ class CriticalEstimate(NamedTuple):
 
 def row_bound(network: Network) -> torch.Tensor:
     """max_i Σ_j |J_ij| per network (M,): above it every state is a fixed point."""
-    sums = torch.stack([network.couplings[m].abs().sum(-1, dtype=torch.float64).max() for m in range(network.n_networks)])
+    sums = torch.stack([network.couplings[m].abs().sum(-1, dtype=torch.float64).max()
+                        for m in range(network.n_networks)])
     return sums.cpu() / network.unit
 
 

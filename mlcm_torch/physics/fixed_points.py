@@ -128,7 +128,8 @@ def count_fixed_points(j: torch.Tensor | np.ndarray, j_d: float) -> int:
         raise ValueError(f"j_d must be a finite number, got {j_d!r}")
     j = _as_couplings(j)
     if j.shape[0] != 1:
-        raise ValueError(f"count_fixed_points takes one (N, N) matrix, got {j.shape[0]} networks; use fixed_point_counts")
+        raise ValueError(f"count_fixed_points takes one (N, N) matrix, got {j.shape[0]} networks; "
+                         "use fixed_point_counts")
     return int(fixed_point_counts(j, [j_d])[0, 0])
 
 

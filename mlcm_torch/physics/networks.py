@@ -131,7 +131,9 @@ def network_memory_bytes(n: int, n_networks: int = 1, storage: str = "float32", 
     """
     if storage not in STORAGES:
         raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
-    n, n_networks, batch = (_check_positive_int(k, v) for k, v in (("n", n), ("n_networks", n_networks), ("batch", batch)))
+    n = _check_positive_int("n", n)
+    n_networks = _check_positive_int("n_networks", n_networks)
+    batch = _check_positive_int("batch", batch)
     couplings = n_networks * n * n * _BYTES[storage]
     chunk = min(_CHUNK_BYTES, n * n * 4) if storage == "int8" else 0
     states = 16 * n_networks * batch * n
