@@ -115,3 +115,14 @@ def test_experiment_functions_reject_bad_lists():
         capacity([20], [0.0, 1.0])
     with pytest.raises(ValueError, match="alphas must be a non-empty list"):
         retrieval(50, [])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fixed_point_counts_on_cuda_match_cpu():
+    from mlcm_torch.physics.fixed_points import fixed_point_counts
+    from mlcm_torch.physics.networks import random_couplings
+
+    j, _ = random_couplings(12, n_networks=3, kind="gaussian", storage="float64",
+                            generator=torch.Generator().manual_seed(0))
+    assert torch.equal(fixed_point_counts(j.cuda(), [0.0, 0.5, 1.0]), fixed_point_counts(j, [0.0, 0.5, 1.0]))

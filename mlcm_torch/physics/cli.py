@@ -171,7 +171,8 @@ def run_experiment(args: argparse.Namespace) -> tuple[dict, str]:
                 parts.append(f"N={row['n']} {d}: all converge from J_D={row[d]['j_d_all_converge']}, {g}")
         return r, "; ".join(parts)
     if e == "fixed-points":
-        r = fixed_point_entropy(args.n, _flatten(args.j_d), n_networks=args.networks, kind=args.kind, **common)
+        r = fixed_point_entropy(args.n, _flatten(args.j_d), n_networks=args.networks, kind=args.kind,
+                                device=args.device, **common)
         big = r["sizes"][-1]
         dev = max(abs(a - c) for a, c in zip(big["entropy_annealed"], r["closed_form"]) if a is not None)
         return r, f"N={big['n']}: max |measured - ln(1+erf(J_D/sqrt2))| = {dev:.4f}"

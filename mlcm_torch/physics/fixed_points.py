@@ -76,7 +76,7 @@ def _integer_scale(j: torch.Tensor) -> float | None:
     n = j.shape[-1]
     if n < 2:
         return None
-    off = j.abs()[:, ~torch.eye(n, dtype=torch.bool)]
+    off = j.abs()[:, ~torch.eye(n, dtype=torch.bool, device=j.device)]
     c = float(off.max())
     return c if c > 0 and bool(torch.all(off == c)) else None
 
@@ -86,11 +86,13 @@ def fixed_point_counts(
 ) -> torch.Tensor:
     """Exact number of fixed points for every network and J_D, shape (M, K), int64.
 
-    J: (N, N) or (M, N, N) with zero diagonal, N ≤ 24. All 2^N states are enumerated in batches.
-    For binary couplings (all |J_ij| equal) the margins are computed in exact integer units.
+    J: (N, N) or (M, N, N) with zero diagonal, N ≤ 24. All 2^N states are enumerated in batches
+    on J's device. For binary couplings (all |J_ij| equal) the margins are computed in exact
+    integer units. Returns a CPU tensor.
     """
     j = _as_couplings(j)
-    j_d = torch.as_tensor(j_d_values, dtype=torch.float64).reshape(-1)
+    dev = j.device
+    j_d = torch.as_tensor(j_d_values, dtype=torch.float64, device=dev).reshape(-1)
     if j_d.numel() == 0 or not torch.isfinite(j_d).all():
         raise ValueError("j_d_values must be a non-empty list of finite numbers")
     m, n = j.shape[0], j.shape[-1]
@@ -103,13 +105,13 @@ def fixed_point_counts(
     if batch is None:
         batch = max(1024, (1 << 23) // (m * n))
     half = 1 << (n - 1)
-    bit_values = 1 << torch.arange(n - 1, dtype=torch.int64)
-    hist = torch.zeros(m * (k + 1), dtype=torch.int64)
-    offsets = (torch.arange(m, dtype=torch.int64) * (k + 1)).unsqueeze(1)
+    bit_values = 1 << torch.arange(n - 1, dtype=torch.int64, device=dev)
+    hist = torch.zeros(m * (k + 1), dtype=torch.int64, device=dev)
+    offsets = (torch.arange(m, dtype=torch.int64, device=dev) * (k + 1)).unsqueeze(1)
     for start in tqdm(range(0, half, batch), disable=not progress, desc=f"enumerate 2^{n}", leave=False):
-        codes = torch.arange(start, min(half, start + batch), dtype=torch.int64)
+        codes = torch.arange(start, min(half, start + batch), dtype=torch.int64, device=dev)
         bits = (codes.unsqueeze(1) & bit_values) != 0
-        s = torch.ones((codes.numel(), n), dtype=torch.float64)
+        s = torch.ones((codes.numel(), n), dtype=torch.float64, device=dev)
         s[:, : n - 1] = bits.to(torch.float64) * 2 - 1
         margins = (s * torch.matmul(s, units.transpose(-1, -2))).amin(-1)
         idx = torch.searchsorted(sorted_thresholds, margins.contiguous(), right=False)
@@ -118,7 +120,7 @@ def fixed_point_counts(
     above = hist.flip(-1).cumsum(-1).flip(-1)[:, 1:]
     counts = torch.empty_like(above)
     counts[:, order] = 2 * above
-    return counts
+    return counts.cpu()
 
 
 def count_fixed_points(j: torch.Tensor | np.ndarray, j_d: float) -> int:
@@ -140,6 +142,7 @@ def fixed_point_entropy(
     n_networks: int = 20,
     kind: str = "gaussian",
     seed: int = 0,
+    device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> dict:
     """Fixed-point entropy vs J_D by exact enumeration, against thesis eq. 3.2.
@@ -150,10 +153,11 @@ def fixed_point_entropy(
     """
     sizes = check_sizes(sizes)
     j_d_values = check_values("j_d_values", j_d_values)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
     rows = []
     for n in tqdm(sizes, disable=not progress, desc="fixed points"):
-        j, _ = random_couplings(n, n_networks=n_networks, kind=kind, storage="float64", generator=generator)
+        j, _ = random_couplings(n, n_networks=n_networks, kind=kind, storage="float64", generator=generator,
+                                device=device)
         counts = fixed_point_counts(j, j_d_values, progress=progress).to(torch.float64)
         mean = counts.mean(0)
         sem = counts.std(0, unbiased=True) / math.sqrt(n_networks) if n_networks > 1 else torch.zeros_like(mean)
