@@ -172,3 +172,10 @@ def test_ddp_two_processes_keep_couplings_identical(tmp_path, readout):
         assert torch.equal(r0[key], r1[key]), key
     initial = MLCMClassifier(**{**SMALL, "input_coupling": "dense", "lr_in": 0.02}).network
     assert not torch.equal(r0["J"], initial.J)  # training moved the couplings
+
+
+def test_module_entry_point_lists_the_subcommands():
+    out = subprocess.run([sys.executable, "-m", "mlcm_torch", "--help"], cwd=ROOT, check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    for command in ("fit", "validate", "test", "predict"):
+        assert command in out
