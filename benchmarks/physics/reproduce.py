@@ -54,7 +54,7 @@ GPU = {
     "reinforcement": "reinforcement --n 100 1000 10000 --d 1.1:1.9:0.05 --a 0.25 0.5 1 2 4 8 16 --networks 2 "
                      "--states 32 --max-steps 500 --device cuda",
     "capacity": "capacity --n 100 200 400 --alphas 1:3:0.0625 --instances 50 --j-d 1.0 --device cuda",
-    "capacity-400": "capacity --n 400 1000 --alphas 1.7:2.3:0.05 --instances 32 --j-d 1.0",
+    "capacity-400": "capacity --n 400 1000 --alphas 1.7:2.3:0.05 --instances 32 --j-d 1.0 --device cuda",
     "hopfield": "hopfield --n 4000 10000 20000 --alphas 0.1:0.18:0.005 --networks 2 --cues 16 --beta 10 --sweeps 20 "
                 "--device cuda",
 }
