@@ -94,7 +94,7 @@ def reference_readout_update(model, features, y):
     dW = torch.zeros_like(W)
     for b in range(B):
         for c in range(C):
-            t = 1.0 if c == int(y[b]) else -1.0
+            t = model.readout_targets[0] if c == int(y[b]) else model.readout_targets[1]
             out = sum(float(W[c, j]) * float(features[b, j]) for j in range(N))
             if t * out <= model.readout_margin:
                 for j in range(N):

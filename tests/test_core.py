@@ -141,10 +141,10 @@ def test_local_update_matches_reference_loop(coupling, scaling, layers, encoding
     assert unstable.any() and not unstable.all()
 
 
-@pytest.mark.parametrize("scaling", ["thesis", "paper"])
-def test_perceptron_readout_matches_reference_loop(scaling):
+@pytest.mark.parametrize("scaling,targets", [("thesis", (1.0, -1.0)), ("paper", (2.5, -0.79))])
+def test_perceptron_readout_matches_reference_loop(scaling, targets):
     model = make(readout="perceptron", readout_lr=0.2, readout_margin=0.5,
-                 weight_decay=0.1, lr_scaling=scaling)
+                 weight_decay=0.1, lr_scaling=scaling, readout_targets=targets)
     x, y = batch(b=9)
     r = model.relax(x, y)
     expected = reference_readout_update(model, r.states[:, -1], y)
@@ -236,6 +236,7 @@ def test_bad_input_is_rejected_and_changes_nothing(case):
         ({"lr_in": 0.1}, "input_coupling='dense'"),
         ({"free_sweeps": 3}, "protocol='steering'"),
         ({"readout_margin": 1.0}, "readout='perceptron'"),
+        ({"readout": "perceptron", "readout_targets": (1.0, 1.0)}, "readout_targets"),
     ],
 )
 def test_bad_construction_arguments(kwargs, message):

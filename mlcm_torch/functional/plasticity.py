@@ -73,16 +73,23 @@ def decay_and_add(weight: Tensor, delta: Tensor, lr: float, weight_decay: float)
 
 
 def readout_perceptron_delta(
-    features: Tensor, labels: Tensor, W_out: Tensor, scale: float, margin: float
+    features: Tensor,
+    labels: Tensor,
+    W_out: Tensor,
+    scale: float,
+    margin: float,
+    targets: tuple[float, float] = (1.0, -1.0),
 ) -> tuple[Tensor, Tensor]:
     """One-vs-all perceptron rule with margin for the readout (arXiv 2510.11984).
 
-    Targets t_bc = +1 for the true class, −1 otherwise; where t_bc (W_out s_b)_c ≤ margin,
+    Targets t_bc = ``targets[0]`` for the true class, ``targets[1]`` otherwise (default ±1);
+    where t_bc (W_out s_b)_c ≤ margin,
     ΔW_out_c = scale · Σ_b t_bc s_b (scale = η_out / B, or η_out / √(N B) in the paper's
     normalisation). Returns (ΔW_out (C, N), unstable (B, C) bool).
     """
     num_classes = W_out.shape[0]
-    targets = 2.0 * torch.nn.functional.one_hot(labels, num_classes).to(features.dtype) - 1.0
-    unstable = targets * (features @ W_out.T) <= margin
-    delta = (targets * unstable).T @ features * scale
+    true_class = torch.nn.functional.one_hot(labels, num_classes).bool()
+    t = torch.where(true_class, targets[0], targets[1]).to(features.dtype)
+    unstable = t * (features @ W_out.T) <= margin
+    delta = (t * unstable).T @ features * scale
     return delta, unstable

@@ -67,6 +67,9 @@ class MLCM(nn.Module):
             :meth:`local_update`).
         readout_lr: learning rate of the readout.
         readout_margin: margin of the perceptron readout.
+        readout_targets: (true class, other classes) targets of the perceptron readout;
+            ±1 by default. The arXiv 2510.11984 code effectively uses (2.5, −0.79): its
+            label units are rescaled in place before the update.
         check_inputs: validate x and y on every call (one host sync each).
     """
 
@@ -100,6 +103,7 @@ class MLCM(nn.Module):
         readout: str = "cross_entropy",
         readout_lr: float = 0.1,
         readout_margin: float = 0.0,
+        readout_targets: tuple[float, float] = (1.0, -1.0),
         check_inputs: bool = True,
     ) -> None:
         super().__init__()
@@ -135,8 +139,12 @@ class MLCM(nn.Module):
                 raise ValueError(f"k_winners={k_winners} must be in [1, hidden={hidden}]")
             if not schedule.endswith("_sync"):
                 raise ValueError(f"k_winners needs a synchronous schedule, got {schedule!r}")
-        if readout_margin and readout != "perceptron":
-            raise ValueError("readout_margin is only used with readout='perceptron'")
+        if readout != "perceptron" and (readout_margin or tuple(readout_targets) != (1.0, -1.0)):
+            raise ValueError("readout_margin and readout_targets are only used with readout='perceptron'")
+        if len(readout_targets) != 2 or not readout_targets[0] > 0 > readout_targets[1]:
+            raise ValueError(
+                f"readout_targets={readout_targets!r}; expected (positive, negative) floats"
+            )
 
         self.in_features, self.hidden = in_features, hidden
         self.num_layers, self.num_classes = num_layers, num_classes
@@ -148,6 +156,7 @@ class MLCM(nn.Module):
         self.free_sweeps = int(free_sweeps or max_sweeps)
         self.sparsity_threshold, self.k_winners = float(sparsity_threshold), k_winners
         self.readout_lr, self.readout_margin = float(readout_lr), float(readout_margin)
+        self.readout_targets = (float(readout_targets[0]), float(readout_targets[1]))
         self.check_inputs = check_inputs
 
         self.generator = torch.Generator()
@@ -298,7 +307,8 @@ class MLCM(nn.Module):
         if self.readout_rule == "perceptron":
             out_scale, out_decay_lr = self._scale(self.readout_lr, self.hidden, batch)
             delta_out, unstable = readout_perceptron_delta(
-                relaxation.states[:, -1], y, self.readout.weight, out_scale, self.readout_margin
+                relaxation.states[:, -1], y, self.readout.weight, out_scale, self.readout_margin,
+                self.readout_targets,
             )
             decay_and_add(self.readout.weight, reduce(delta_out), out_decay_lr, self.weight_decay)
             stats["readout_unstable_fraction"] = unstable.float().mean()

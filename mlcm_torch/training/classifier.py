@@ -68,6 +68,7 @@ class MLCMClassifier(ClassifierModule):
         readout: str = "cross_entropy",
         readout_lr: float = 0.1,
         readout_margin: float = 0.0,
+        readout_targets: tuple[float, float] = (1.0, -1.0),
         check_inputs: bool = True,
         readout_optimizer: str = "sgd",
         readout_momentum: float = 0.0,
