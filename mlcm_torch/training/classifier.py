@@ -119,7 +119,8 @@ class MLCMClassifier(ClassifierModule):
         if "readout_unstable_fraction" in stats:
             self.log("train/readout_unstable_fraction", stats["readout_unstable_fraction"],
                      batch_size=y.shape[0])
-        self._log_coupling_norms()
+        if self.trainer.fast_dev_run or self.trainer._logger_connector.should_update_logs:
+            self._log_coupling_norms()
         self._epoch_not_converged += torch.stack(
             [(~relaxation.converged).sum(), torch.tensor(y.shape[0], device=y.device)]
         )
@@ -155,6 +156,8 @@ class MLCMClassifier(ClassifierModule):
             self.log(f"{stage}/activity/layer_{layer}", value, batch_size=batch)
 
     def _log_coupling_norms(self) -> None:
+        """Coupling norms; called only on steps the logger writes (each is a pass over J),
+        as Lightning's own LearningRateMonitor decides."""
         net = self.network
         for layer, norm in enumerate(torch.linalg.matrix_norm(net.J)):
             self.log(f"couplings/J_norm/layer_{layer}", norm)
