@@ -79,6 +79,18 @@ def test_steering_protocol_ends_at_free_fixed_point():
     assert (r.sweeps >= clamped.sweeps).all() and (r.sweeps <= 35).all()
 
 
+def test_warmup_sweeps_run_label_free_before_the_label_phase():
+    x, y = batch(b=10)
+    warm = make(layers=2, protocol="steering", max_sweeps=5, warmup_sweeps=1, j_d=0.6)
+    manual = make(layers=2, protocol="steering", max_sweeps=5, j_d=0.6)
+    start = manual._run(manual.initial_states(x), manual.input_field(x), None, 1)
+    clamped = manual._run(start.states, manual.input_field(x), y, 5)
+    free = manual._run(clamped.states, manual.input_field(x), None, 5)
+    r = warm.relax(x, y)
+    assert torch.equal(r.states, free.states)
+    assert torch.equal(r.sweeps, 1 + clamped.sweeps + free.sweeps)
+
+
 def test_zero_one_without_sparsity_equals_pm1():
     """Thesis eq. 7.1 with γ = 0 is the ±1 dynamics on s = 2z − 1 (label field halved), from
     the same initial pattern ("zeros" differ: z = 0 is s = −1)."""
@@ -235,6 +247,7 @@ def test_bad_input_is_rejected_and_changes_nothing(case):
         ({"sparsity_threshold": 0.5}, "state_encoding='01'"),
         ({"lr_in": 0.1}, "input_coupling='dense'"),
         ({"free_sweeps": 3}, "protocol='steering'"),
+        ({"warmup_sweeps": 1}, "protocol='steering'"),
         ({"readout_margin": 1.0}, "readout='perceptron'"),
         ({"readout": "perceptron", "readout_targets": (1.0, 1.0)}, "readout_targets"),
     ],

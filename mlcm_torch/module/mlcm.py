@@ -55,6 +55,8 @@ class MLCM(nn.Module):
             ``"steering"`` (arXiv 2510.11984: ``max_sweeps`` with the label, then the label
             and every rightward field switched off for up to ``free_sweeps`` more).
         free_sweeps: second-phase budget of ``"steering"`` (default: ``max_sweeps``).
+        warmup_sweeps: ``"steering"`` only: label-free sweeps before the label phase (the
+            arXiv 2510.11984 code runs one), counted in the returned sweeps.
         init_state: ``"zeros"`` (first sweep from the input) or ``"input"`` (every layer
             starts at the activation of its input drive λ_IN x̃).
         sparsity_threshold: γ ≥ 0 of the {0, 1} encoding (thesis eq. 7.1).
@@ -96,6 +98,7 @@ class MLCM(nn.Module):
         lr_in: float = 0.0,
         protocol: str = "thesis",
         free_sweeps: int | None = None,
+        warmup_sweeps: int = 0,
         init_state: str = "zeros",
         sparsity_threshold: float = 0.0,
         k_winners: int | None = None,
@@ -132,6 +135,9 @@ class MLCM(nn.Module):
             if protocol != "steering":
                 raise ValueError("free_sweeps is only used with protocol='steering'")
             checks.at_least("free_sweeps", free_sweeps, 1)
+        if warmup_sweeps and protocol != "steering":
+            raise ValueError("warmup_sweeps is only used with protocol='steering'")
+        checks.at_least("warmup_sweeps", warmup_sweeps, 0)
         if sparsity_threshold and state_encoding != "01":
             raise ValueError("sparsity_threshold (γ) applies to state_encoding='01' only")
         if k_winners is not None:
@@ -154,6 +160,7 @@ class MLCM(nn.Module):
         self.lr, self.lr_in, self.weight_decay = float(lr), float(lr_in), float(weight_decay)
         self.robustness, self.max_sweeps = float(robustness), int(max_sweeps)
         self.free_sweeps = int(free_sweeps or max_sweeps)
+        self.warmup_sweeps = int(warmup_sweeps)
         self.sparsity_threshold, self.k_winners = float(sparsity_threshold), k_winners
         self.readout_lr, self.readout_margin = float(readout_lr), float(readout_margin)
         self.readout_targets = (float(readout_targets[0]), float(readout_targets[1]))
@@ -263,9 +270,13 @@ class MLCM(nn.Module):
         states, input_field = self.initial_states(x), self.input_field(x)
         if y is None or self.protocol == "thesis":
             return self._run(states, input_field, y, self.max_sweeps)
+        sweeps = torch.zeros_like(y)
+        if self.warmup_sweeps:
+            warmup = self._run(states, input_field, None, self.warmup_sweeps)
+            states, sweeps = warmup.states, warmup.sweeps
         clamped = self._run(states, input_field, y, self.max_sweeps)
         free = self._run(clamped.states, input_field, None, self.free_sweeps)
-        return free._replace(sweeps=clamped.sweeps + free.sweeps)
+        return free._replace(sweeps=sweeps + clamped.sweeps + free.sweeps)
 
     # ----------------------------------------------------------------------------- learning
     def _scale(self, lr: float, fan_in: int, batch: int) -> tuple[float, float]:

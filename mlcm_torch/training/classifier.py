@@ -61,6 +61,7 @@ class MLCMClassifier(ClassifierModule):
         lr_in: float = 0.0,
         protocol: str = "thesis",
         free_sweeps: int | None = None,
+        warmup_sweeps: int = 0,
         init_state: str = "zeros",
         sparsity_threshold: float = 0.0,
         k_winners: int | None = None,
