@@ -106,6 +106,14 @@ def test_zero_one_without_sparsity_equals_pm1():
     torch.testing.assert_close(pm.J, zo.J)
 
 
+def test_inference_sweeps_bound_the_label_free_relaxation():
+    model = make(max_sweeps=1, inference_sweeps=40, j_d=0.6)
+    x, y = batch(b=8)
+    assert (model.relax(x, y).sweeps == 1).all()
+    free = model.relax(x)
+    assert free.sweeps.max() > 1 and free.converged.all()
+
+
 def test_max_sweeps_reached_is_not_a_fixed_point():
     model = make(max_sweeps=1)
     x, y = batch(b=8)
@@ -248,6 +256,7 @@ def test_bad_input_is_rejected_and_changes_nothing(case):
         ({"lr_in": 0.1}, "input_coupling='dense'"),
         ({"free_sweeps": 3}, "protocol='steering'"),
         ({"warmup_sweeps": 1}, "protocol='steering'"),
+        ({"inference_sweeps": 0}, "inference_sweeps=0 must be >= 1"),
         ({"readout_margin": 1.0}, "readout='perceptron'"),
         ({"readout": "perceptron", "readout_targets": (1.0, 1.0)}, "readout_targets"),
     ],

@@ -43,7 +43,8 @@ class MLCM(nn.Module):
         lr: learning rate η of J.
         weight_decay: ξ; J ← J (1 − η ξ) + ΔJ (and the perceptron readout alike).
         robustness: ρ; a neuron learns when its margin is ≤ ρ.
-        max_sweeps: sweep budget of a relaxation (of each phase for ``"steering"``).
+        max_sweeps: sweep budget of the relaxation with the label (of its label phase for
+            ``"steering"``), and of inference unless ``inference_sweeps`` is set.
         schedule: one of ``layer_sequential_sync`` (default), ``layer_independent_sync``,
             ``layer_sequential_async``, ``layer_independent_async``.
         state_encoding: ``"pm1"`` (±1) or ``"01"`` ({0, 1}, thesis eq. 7.1).
@@ -57,6 +58,8 @@ class MLCM(nn.Module):
         free_sweeps: second-phase budget of ``"steering"`` (default: ``max_sweeps``).
         warmup_sweeps: ``"steering"`` only: label-free sweeps before the label phase (the
             arXiv 2510.11984 code runs one), counted in the returned sweeps.
+        inference_sweeps: sweep budget of the label-free relaxation ``relax(x)`` (default:
+            ``max_sweeps``).
         init_state: ``"zeros"`` (first sweep from the input) or ``"input"`` (every layer
             starts at the activation of its input drive λ_IN x̃).
         sparsity_threshold: γ ≥ 0 of the {0, 1} encoding (thesis eq. 7.1).
@@ -99,6 +102,7 @@ class MLCM(nn.Module):
         protocol: str = "thesis",
         free_sweeps: int | None = None,
         warmup_sweeps: int = 0,
+        inference_sweeps: int | None = None,
         init_state: str = "zeros",
         sparsity_threshold: float = 0.0,
         k_winners: int | None = None,
@@ -138,6 +142,8 @@ class MLCM(nn.Module):
         if warmup_sweeps and protocol != "steering":
             raise ValueError("warmup_sweeps is only used with protocol='steering'")
         checks.at_least("warmup_sweeps", warmup_sweeps, 0)
+        if inference_sweeps is not None:
+            checks.at_least("inference_sweeps", inference_sweeps, 1)
         if sparsity_threshold and state_encoding != "01":
             raise ValueError("sparsity_threshold (γ) applies to state_encoding='01' only")
         if k_winners is not None:
@@ -161,6 +167,7 @@ class MLCM(nn.Module):
         self.robustness, self.max_sweeps = float(robustness), int(max_sweeps)
         self.free_sweeps = int(free_sweeps or max_sweeps)
         self.warmup_sweeps = int(warmup_sweeps)
+        self.inference_sweeps = int(inference_sweeps or max_sweeps)
         self.sparsity_threshold, self.k_winners = float(sparsity_threshold), k_winners
         self.readout_lr, self.readout_margin = float(readout_lr), float(readout_margin)
         self.readout_targets = (float(readout_targets[0]), float(readout_targets[1]))
@@ -268,7 +275,9 @@ class MLCM(nn.Module):
         self._check(x, y)
         x = x.to(self.J.dtype)
         states, input_field = self.initial_states(x), self.input_field(x)
-        if y is None or self.protocol == "thesis":
+        if y is None:
+            return self._run(states, input_field, None, self.inference_sweeps)
+        if self.protocol == "thesis":
             return self._run(states, input_field, y, self.max_sweeps)
         sweeps = torch.zeros_like(y)
         if self.warmup_sweeps:

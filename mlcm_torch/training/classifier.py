@@ -62,6 +62,7 @@ class MLCMClassifier(ClassifierModule):
         protocol: str = "thesis",
         free_sweeps: int | None = None,
         warmup_sweeps: int = 0,
+        inference_sweeps: int | None = None,
         init_state: str = "zeros",
         sparsity_threshold: float = 0.0,
         k_winners: int | None = None,
