@@ -82,6 +82,22 @@ def asynchronous_sweep(
         active = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
     limit = torch.where(active, torch.as_tensor(theta, dtype=states.dtype, device=states.device), -torch.inf)
     before = states.clone()
+    sequential_updates(
+        network, states, order,
+        lambda k, s, h: torch.where(is_stable(network, s * h, limit), s, -s), block,
+    )
+    return (states != before).any(-1)
+
+
+def sequential_updates(
+    network: Network, states: torch.Tensor, order: torch.Tensor, new_state, block: int = 32
+) -> None:
+    """Update neurons one at a time in `order`, in place: s_i ← new_state(k, s_i, H_i) for the
+    k-th neuron of the order, with H_i = Σ_j (J_ij + A_ij) s_j in coupling units.
+
+    The fields of a block of `block` neurons come from one matmul at the block start and are
+    corrected after each update, H_l' += J_(l' l) Δs_l: exactly sequential, O(M·B·block) per update.
+    """
     order = order.to(states.device)
     for b0 in range(0, order.numel(), block):
         idx = order[b0:b0 + block]
@@ -91,11 +107,10 @@ def asynchronous_sweep(
         current = states[:, :, idx]
         for l in range(idx.numel()):
             s_l = current[:, :, l]
-            delta = torch.where(is_stable(network, s_l * fields[:, :, l], limit), 0, -2 * s_l)
+            delta = new_state(b0 + l, s_l, fields[:, :, l]) - s_l
             s_l += delta
             fields.addcmul_(delta.unsqueeze(-1), columns[:, l])
         states[:, :, idx] = current
-    return (states != before).any(-1)
 
 
 def run_dynamics(

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mlcm_torch.physics.accessibility import crossing
-from mlcm_torch.physics.dynamics import run_dynamics
+from mlcm_torch.physics.dynamics import run_dynamics, sequential_updates
 from mlcm_torch.physics.networks import Network, check_states, check_values, random_states
 
 
@@ -53,30 +53,21 @@ def glauber_sweep(
 ) -> None:
     """One sweep of Glauber dynamics at inverse temperature β, in place, neurons in `order`.
 
-    Exactly sequential with the block-field correction of asynchronous_sweep.
+    Exactly sequential, with the block-field correction of :func:`sequential_updates`.
     """
     if not (math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
     j_d = network.j_d
     if isinstance(j_d, torch.Tensor):
         j_d = j_d.to(device=states.device, dtype=states.dtype).view(-1, 1)
-    order = order.to(states.device)
-    for b0 in range(0, order.numel(), block):
-        idx = order[b0:b0 + block]
-        rows = network.couplings[:, idx, :].to(states.dtype)
-        fields = torch.bmm(states, rows.transpose(1, 2))
-        columns = rows[:, :, idx].transpose(1, 2).unsqueeze(2)
-        current = states[:, :, idx]
-        draws = torch.rand((idx.numel(), *states.shape[:2]), generator=generator, device=states.device,
-                           dtype=states.dtype)
-        for l in range(idx.numel()):
-            s_l = current[:, :, l]
-            h = fields[:, :, l] / network.unit + j_d * s_l
-            new = torch.where(draws[l] < torch.sigmoid(2 * beta * h), 1.0, -1.0).to(states.dtype)
-            delta = new - s_l
-            s_l += delta
-            fields.addcmul_(delta.unsqueeze(-1), columns[:, l])
-        states[:, :, idx] = current
+    draws = torch.rand((order.numel(), *states.shape[:2]), generator=generator, device=states.device,
+                       dtype=states.dtype)
+
+    def new_state(k: int, s: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        h = fields / network.unit + j_d * s
+        return torch.where(draws[k] < torch.sigmoid(2 * beta * h), 1.0, -1.0).to(states.dtype)
+
+    sequential_updates(network, states, order, new_state, block)
 
 
 def glauber_dynamics(
