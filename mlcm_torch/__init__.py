@@ -2,12 +2,26 @@
 their dynamics with local perceptron plasticity — in PyTorch and Lightning."""
 
 from mlcm_torch.functional.dynamics import Relaxation
-from mlcm_torch.module.mlcm import MLCM, MLCMFeatures
+from mlcm_torch.module import (
+    MLCM,
+    Dense,
+    Dynamics,
+    InputCoupling,
+    LabelCoupling,
+    MLCMFeatures,
+    Network,
+    OneToOne,
+    Readout,
+    RecurrentLayer,
+)
 
 _LIGHTNING = ("MLCMClassifier", "PerceptronBaseline", "MLPBaseline")
 
-__all__ = ["MLCM", "MLCMFeatures", "Relaxation", *_LIGHTNING]
-__version__ = "0.1.0"
+__all__ = [
+    "MLCM", "Dense", "Dynamics", "InputCoupling", "LabelCoupling", "MLCMFeatures", "Network", "OneToOne",
+    "Readout", "RecurrentLayer", "Relaxation", *_LIGHTNING,
+]
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str):

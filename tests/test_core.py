@@ -80,15 +80,24 @@ def test_steering_protocol_ends_at_free_fixed_point():
 
 
 def test_warmup_sweeps_run_label_free_before_the_label_phase():
+    """The warm-up is one label-free sweep (the inference relaxation with a budget of 1), then
+    the label phase and the free phase start from its state."""
+    from mlcm_torch.functional import prepare_phase, relax
+
     x, y = batch(b=10)
     warm = make(layers=2, protocol="steering", max_sweeps=5, warmup_sweeps=1, j_d=0.6)
     manual = make(layers=2, protocol="steering", max_sweeps=5, j_d=0.6)
-    start = manual._run(manual.initial_states(x), manual.input_field(x), None, 1)
-    clamped = manual._run(start.states, manual.input_field(x), y, 5)
-    free = manual._run(clamped.states, manual.input_field(x), None, 5)
+    graph = manual.graph()
+    free_phase, clamped_phase = prepare_phase(graph, x, None, False), prepare_phase(graph, x, y, True)
+    start = relax(graph, manual.initial_states(x), free_phase, 1)
+    clamped = relax(graph, start.states, clamped_phase, 5)
+    free = relax(graph, clamped.states, free_phase, 5)
     r = warm.relax(x, y)
-    assert torch.equal(r.states, free.states)
+    assert torch.equal(r.states.flatten(1), free.states)
     assert torch.equal(r.sweeps, 1 + clamped.sweeps + free.sweeps)
+    phases = warm.relax_phases(x, y)
+    assert list(phases) == ["warmup", "clamped", "free"]
+    assert torch.equal(phases["clamped"].states, clamped.states)
 
 
 def test_zero_one_without_sparsity_equals_pm1():
@@ -177,7 +186,7 @@ def test_reduce_hook_sees_every_delta():
     x, y = batch()
     seen = []
     model.local_update(model.relax(x, y), x, y, reduce=lambda t: seen.append(t.shape) or t * 0)
-    assert seen == [(3, N, N), (N, D), (C, N)]
+    assert seen == [(N, N)] * 3 + [(N, D), (C, N)]  # J of each layer, W_in, the readout
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
@@ -276,7 +285,8 @@ def test_identity_input_needs_enough_neurons():
 def test_couplings_are_buffers_without_autograd():
     model = make(input_coupling="dense")
     buffers = dict(model.named_buffers())
-    assert {"J", "W_back", "W_in"} <= set(buffers)
+    assert {"layers.0.J", "layers.2.J", "couplings.0.W", "couplings.1.W"} <= set(buffers)
+    assert buffers["couplings.0.W"] is model.W_back and buffers["couplings.1.W"] is model.W_in
     assert [n for n, _ in model.named_parameters()] == ["readout.weight"]
     assert model.J.shape == (3, N, N) and model.W_back.shape == (N, C)
     assert (model.J.diagonal(dim1=1, dim2=2) == 0).all()

@@ -1,44 +1,45 @@
-"""Zero-temperature dynamics of the MLCM: one sweep per schedule and the relaxation loop.
+"""Zero-temperature dynamics: one sweep per schedule and the one bounded relaxation loop.
 
 The four schedules of thesis §6.2.1:
 
 ``layer_sequential_sync`` (default)
-    layers 1..L in order, each layer updated at once from the freshest neighbours.
+    layers in order, each layer updated at once from the freshest neighbours.
 ``layer_independent_sync``
     every layer at once, from the previous state.
 ``layer_sequential_async``
-    layers 1..L in order; inside a layer one neuron at a time, in a random order.
+    layers in order; inside a layer one neuron at a time, in a random order.
 ``layer_independent_async``
-    one neuron at a time over all L·N neurons, in a random order.
+    one neuron at a time over all neurons of all layers, in a random order.
 
-Asynchronous sweeps loop over neurons and are vectorised over the batch; the random order
-is shared by the samples of a batch and drawn afresh each sweep from ``generator``.
+Asynchronous sweeps are exactly sequential and vectorised over the batch; the random order is
+shared by the samples of a batch and drawn afresh each sweep from ``generator`` (on the CPU).
+Consecutive neurons of one layer form blocks of at most ``block``: their fields come from one
+matmul at the block start and are corrected after each update by the recurrent couplings of
+the neurons that changed (with ``block=1`` every field is computed afresh).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
-from mlcm_torch.functional.fields import Couplings, Drive, activate, fields, layer_fields
+from mlcm_torch.functional.fields import add_self_coupling, fields, is_fixed_point, layer_activate, layer_fields
+from mlcm_torch.functional.graph import Graph, Layer, Phase
 
-SCHEDULES = (
-    "layer_sequential_sync",
-    "layer_independent_sync",
-    "layer_sequential_async",
-    "layer_independent_async",
-)
+NewState = Callable[[int, Tensor, Tensor], Tensor]
+"""``new_state(k, s_i, h_i)``: the new state of the k-th neuron of an order, from its current
+state and its field (both (*batch,))."""
 
 
 class Relaxation(NamedTuple):
     """Result of a relaxation, per sample.
 
-    ``states`` (B, L, N): the last state reached. ``sweeps`` (B,): sweeps run on the sample,
-    the last of them being the sweep that changed nothing when ``converged``.
-    ``converged`` (B,) bool: True only when a whole sweep left the state unchanged, i.e.
-    ``states`` is a fixed point of the dynamics; a sample that hit ``max_sweeps`` first is
+    ``states``: the last state reached, flat ``(*batch, total)`` (the MLCM chain shows it as
+    ``(B, L, N)``). ``sweeps`` (*batch,): sweeps run on the sample, the last of them being the
+    sweep that changed nothing when ``converged``. ``converged`` (*batch,) bool: True only when
+    ``states`` is a fixed point of the dynamics; a sample that hit the sweep budget first is
     False and its state is not a fixed point.
     """
 
@@ -46,107 +47,225 @@ class Relaxation(NamedTuple):
     sweeps: Tensor
     converged: Tensor
 
-    def activity(self, encoding: str = "pm1") -> Tensor:
-        """Per-layer activity δ^l (L,): fraction of active neurons (+1 or 1), over the batch."""
-        active = self.states > 0 if encoding == "pm1" else self.states > 0.5
-        return active.float().mean(dim=(0, 2))
+    def activity(self, encoding: str = "pm1", sizes: Sequence[int] | None = None) -> Tensor:
+        """Per-layer activity δ^l (L,): the fraction of active neurons (+1 or 1) over the batch.
+        ``states`` of shape (B, L, N) need no ``sizes``; flat states are split by ``sizes``."""
+        active = (self.states > (0.0 if encoding == "pm1" else 0.5)).float()
+        if sizes is None:
+            return active.mean(dim=(0, 2))
+        return torch.stack([part.mean() for part in active.split(list(sizes), dim=-1)])
 
     def not_converged_fraction(self) -> Tensor:
         """Fraction of samples that did not reach a fixed point (scalar tensor)."""
         return (~self.converged).float().mean()
 
 
-def sweep_sync(
-    states: Tensor,
-    couplings: Couplings,
-    drive: Drive,
-    encoding: str,
-    sequential: bool = True,
-    k_winners: int | None = None,
-) -> Tensor:
+def sweep_sync(graph: Graph, states: Tensor, phase: Phase, sequential: bool = True) -> Tensor:
     """One synchronous sweep; returns the new states (the input is not modified).
 
-    ``sequential``: layer-sequential (each layer sees the already-updated layer before it)
+    ``sequential``: layer-sequential (each layer sees the already-updated layers before it)
     or layer-independent (all layers from the previous state).
     """
+    if len(graph.layers) == 1:
+        return layer_activate(graph.layers[0], layer_fields(graph, states, 0, phase), states)
     if not sequential:
-        return activate(fields(states, couplings, drive), encoding, k_winners)
+        h = fields(graph, states, phase)
+        parts = [
+            layer_activate(spec, h[..., graph.slice(layer)], states[..., graph.slice(layer)])
+            for layer, spec in enumerate(graph.layers)
+        ]
+        return torch.cat(parts, dim=-1)
     new = states.clone()
-    for layer in range(states.shape[1]):
-        new[:, layer] = activate(layer_fields(new, layer, couplings, drive), encoding, k_winners)
+    for layer, spec in enumerate(graph.layers):
+        part = graph.slice(layer)
+        new[..., part] = layer_activate(spec, layer_fields(graph, new, layer, phase), new[..., part])
     return new
 
 
-def sweep_async(
+def _decide(spec: Layer) -> NewState:
+    return lambda k, s, h: layer_activate(spec, h, s)
+
+
+def sequential_updates(
+    graph: Graph,
     states: Tensor,
-    couplings: Couplings,
-    drive: Drive,
-    encoding: str,
+    layer: int,
+    order: Tensor,
+    phase: Phase,
+    new_state: NewState | None = None,
+    block: int = 1,
+) -> None:
+    """Update neurons ``order`` of ``layer`` one at a time, in place: s_i ← new_state(k, s_i,
+    h_i) for the k-th neuron of the order (default: the layer's deterministic decision), with
+    h_i its field at that moment.
+
+    The fields of a block of ``block`` neurons come from one matmul at the block start (J_D s_i
+    added at the decision) and are corrected after each update, h_l' += J_(l' l) Δs_l: exactly
+    sequential, O(batch·block) per update. With ``block=1`` each field is computed afresh.
+    """
+    spec = graph.layers[layer]
+    decide = new_state or _decide(spec)
+    layer_states = states[..., graph.slice(layer)]
+    order = order.to(states.device)
+    for b0 in range(0, order.numel(), block):
+        idx = order[b0:b0 + block]
+        if idx.numel() == 1:
+            h = layer_fields(graph, states, layer, phase, idx)[..., 0]
+            s_i = layer_states[..., idx[0]]
+            layer_states[..., idx[0]] = decide(b0, s_i, h)
+            continue
+        h = layer_fields(graph, states, layer, phase, idx, self_coupling=False)
+        columns = None
+        if spec.J is not None:
+            columns = spec.J[..., idx, :][..., :, idx].to(h.dtype)
+            if spec.unit != 1.0 and spec.J.dtype != torch.int8:
+                columns = columns / spec.unit
+        current = layer_states[..., idx]
+        for a in range(idx.numel()):
+            s_a = current[..., a].clone()
+            new = decide(b0 + a, s_a, add_self_coupling(spec, h[..., a], s_a))
+            delta = new - s_a
+            current[..., a] = new
+            if columns is not None:
+                h.add_(delta.unsqueeze(-1).to(h.dtype) * columns[..., :, a].unsqueeze(-2))
+        layer_states[..., idx] = current
+
+
+def async_order(graph: Graph, sequential: bool, generator: torch.Generator | None) -> list[tuple[int, Tensor]]:
+    """The (layer, neurons) runs of one asynchronous sweep: a random permutation of every layer
+    in turn (``sequential``), or one random order over all neurons cut into same-layer runs."""
+    if sequential:
+        return [(layer, torch.randperm(spec.size, generator=generator)) for layer, spec in enumerate(graph.layers)]
+    order = torch.randperm(graph.total, generator=generator)
+    offsets = torch.tensor(graph.offsets)
+    layers = torch.bucketize(order, offsets, right=True) - 1
+    runs, start = [], 0
+    boundaries = (torch.nonzero(layers[1:] != layers[:-1]).flatten() + 1).tolist() + [order.numel()]
+    for end in boundaries:
+        layer = int(layers[start])
+        runs.append((layer, order[start:end] - graph.offsets[layer]))
+        start = end
+    return runs
+
+
+def sweep_async(
+    graph: Graph,
+    states: Tensor,
+    phase: Phase,
     sequential: bool = True,
     generator: torch.Generator | None = None,
+    block: int = 1,
 ) -> Tensor:
-    """One asynchronous sweep: every neuron updated once, one at a time, in a random order.
-
-    ``sequential``: layers in order with a random order inside each layer; otherwise one
-    random order over all L·N neurons. The order is drawn on the CPU from ``generator``.
-    """
-    num_layers, n = states.shape[1], states.shape[2]
-    if sequential:
-        order = [
-            (layer, int(i))
-            for layer in range(num_layers)
-            for i in torch.randperm(n, generator=generator)
-        ]
-    else:
-        order = [divmod(int(k), n) for k in torch.randperm(num_layers * n, generator=generator)]
+    """One asynchronous sweep: every neuron updated once, one at a time, in a random order."""
     new = states.clone()
-    for layer, i in order:
-        h = layer_fields(new, layer, couplings, drive, slice(i, i + 1))
-        new[:, layer, i : i + 1] = activate(h, encoding)
+    for layer, neurons in async_order(graph, sequential, generator):
+        sequential_updates(graph, new, layer, neurons, phase, block=block)
     return new
 
 
 def sweep(
+    graph: Graph,
     states: Tensor,
-    couplings: Couplings,
-    drive: Drive,
-    schedule: str,
-    encoding: str,
-    k_winners: int | None = None,
+    phase: Phase,
+    schedule: str = "layer_sequential_sync",
     generator: torch.Generator | None = None,
+    block: int = 1,
 ) -> Tensor:
-    """One sweep of ``schedule`` (one of :data:`SCHEDULES`)."""
+    """One sweep of ``schedule`` (one of :data:`~.graph.SCHEDULES`); returns the new states."""
     sequential = schedule.startswith("layer_sequential")
     if schedule.endswith("_sync"):
-        return sweep_sync(states, couplings, drive, encoding, sequential, k_winners)
-    return sweep_async(states, couplings, drive, encoding, sequential, generator)
+        return sweep_sync(graph, states, phase, sequential)
+    return sweep_async(graph, states, phase, sequential, generator, block)
+
+
+def _select_networks(graph: Graph, rows: Tensor) -> Graph:
+    """The networks ``rows`` of a graph whose layers batch networks along J's first dim."""
+    layers = []
+    for spec in graph.layers:
+        j_d = spec.j_d[rows.to(spec.j_d.device)] if isinstance(spec.j_d, Tensor) else spec.j_d
+        layers.append(spec._replace(J=spec.J[rows] if spec.J is not None else None, j_d=j_d))
+    return graph._replace(layers=tuple(layers))
+
+
+def _networks_batched(graph: Graph, states: Tensor) -> bool:
+    return states.dim() == 3 and any(spec.J is not None and spec.J.dim() == 3 for spec in graph.layers)
 
 
 def relax(
+    graph: Graph,
     states: Tensor,
-    couplings: Couplings,
-    drive: Drive,
+    phase: Phase,
     max_sweeps: int,
     schedule: str = "layer_sequential_sync",
-    encoding: str = "pm1",
-    k_winners: int | None = None,
     generator: torch.Generator | None = None,
+    *,
+    block: int = 1,
+    confirm_last: bool = False,
+    compact: bool = False,
 ) -> Relaxation:
     """Relax ``states`` until a whole sweep changes no neuron, per sample, or ``max_sweeps``.
 
-    A sample whose sweep changed nothing sits at a fixed point; later sweeps leave it
-    unchanged (the dynamics are deterministic given the order), so the loop stops once
-    every sample has converged.
+    A sample whose sweep changed nothing sits at a fixed point; later sweeps leave it unchanged
+    (the dynamics are deterministic given the order), so the loop stops once every sample has
+    converged. ``confirm_last``: a sample still moving after the last sweep is tested once
+    more and reported converged (with one more sweep counted) if it now sits at a fixed point.
+    ``compact``: each sweep runs only on the samples still moving (and, for a batch of networks
+    ``(M, B, total)``, on the networks that hold one, once at most half of them do); frozen
+    samples are copied through. This saves work when samples converge at very different times,
+    but BLAS results of a row may depend on how many rows are computed, so float fields of
+    compacted sweeps can differ in the last bit from uncompacted ones (int8 fields are exact).
     """
-    batch = states.shape[0]
+    batch = states.shape[:-1]
     sweeps = torch.zeros(batch, dtype=torch.long, device=states.device)
     converged = torch.zeros(batch, dtype=torch.bool, device=states.device)
-    for _ in range(max_sweeps):
-        new = sweep(states, couplings, drive, schedule, encoding, k_winners, generator)
-        changed = (new != states).flatten(1).any(dim=1)
-        sweeps += ~converged
-        converged |= ~changed
-        states = new
-        if bool(converged.all()):
-            break
+    if compact:
+        states = _relax_compacted(graph, states.clone(), phase, max_sweeps, schedule, generator, block,
+                                  sweeps, converged)
+    else:
+        for _ in range(max_sweeps):
+            new = sweep(graph, states, phase, schedule, generator, block)
+            changed = (new != states).any(dim=-1)
+            sweeps += ~converged
+            converged |= ~changed
+            states = new
+            if bool(converged.all()):
+                break
+    if confirm_last and not bool(converged.all()):
+        late = ~converged & is_fixed_point(graph, states, phase)
+        sweeps += late
+        converged |= late
     return Relaxation(states, sweeps, converged)
+
+
+def _relax_compacted(
+    graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, schedule: str,
+    generator: torch.Generator | None, block: int, sweeps: Tensor, converged: Tensor,
+) -> Tensor:
+    """The loop of :func:`relax` on the moving samples only; updates ``sweeps`` and
+    ``converged`` in place and returns the states."""
+    batched = _networks_batched(graph, states)
+    if not batched:
+        states, sweeps, converged = states.unsqueeze(0), sweeps.unsqueeze(0), converged.unsqueeze(0)
+    rows = torch.arange(states.shape[0], device=states.device)
+    sub = graph
+    for _ in range(max_sweeps):
+        moving = ~converged
+        if not bool(moving.any()):
+            break
+        if batched and 2 * int(moving.any(1).sum()) <= rows.numel():
+            rows = torch.nonzero(moving.any(1)).squeeze(-1)
+            sub = _select_networks(graph, rows)
+        cols = torch.nonzero(moving[rows].any(0)).squeeze(-1)
+        where = (rows.unsqueeze(-1), cols.unsqueeze(0))
+        s, act = states[where], moving[where]
+        sub_phase = phase if batched else phase._replace(
+            drives=tuple(d[cols] if d is not None else None for d in phase.drives))
+        s_new = sweep(sub, s if batched else s[0], sub_phase, schedule, generator, block)
+        if not batched:
+            s_new = s_new.unsqueeze(0)
+        s_new = torch.where(act.unsqueeze(-1), s_new, s)
+        changed = (s_new != s).any(dim=-1)
+        states[where] = s_new
+        sweeps[where] += act
+        converged[where] |= act & ~changed
+    return states if batched else states[0]

@@ -1,125 +1,227 @@
-"""Local fields of the Multi-Layer Chain Model (thesis eq. 6.1) and the neuron activation.
+"""Local fields (thesis eq. 6.1, generalised to any :class:`~.graph.Graph`; eq. 7.1 for {0, 1}
+states; eq. 3.1 for the random networks of the physics) and the neuron's decision.
 
-Shapes: ``B`` samples, ``L`` layers, ``N`` neurons per layer. States are float tensors
-``(B, L, N)`` holding ±1 (``"pm1"``) or {0, 1} (``"01"``, thesis eq. 7.1).
-
-For layer ``l`` (0-based here, 1-based in the thesis)::
-
-    h^1 = J^1 s^1 + J_D s^1 + λ_IN x̃       + λ_R^1 s^2
-    h^l = J^l s^l + J_D s^l + λ_L^l s^(l−1) + λ_R^l s^(l+1)
-    h^L = J^L s^L + J_D s^L + λ_L^L s^(L−1) + λ_OUT W_back y
-
-``J^l`` has a zero diagonal and rows are postsynaptic: ``h_i = Σ_j J_ij s_j``. The
-external drives (``λ_IN x̃`` and ``λ_OUT W_back y``) are precomputed per sample and carried
-in a :class:`Drive`; inference passes ``lambda_right`` all zero and no label field
-(thesis Alg. 2). For the {0,1} encoding the drive also carries the thresholds
-``κ + γ`` (thesis eq. 7.1) which are subtracted, so the returned field is the argument of θ.
+This is the one place where a field is computed. States are flat ``(*batch, total)``;
+:func:`layer_fields` returns the fields of one layer (or of some of its neurons, for the
+asynchronous schedules), :func:`fields` those of every layer, concatenated like the states.
+For a ``{0, 1}`` layer the returned value is the argument of θ: the thresholds κ + γ of
+:func:`zero_one_thresholds` are already subtracted.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
-
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from mlcm_torch.functional.graph import Coupling, Graph, Layer, Phase
 
-class Couplings(NamedTuple):
-    """The network's couplings, as used by one relaxation.
+_CHUNK_BYTES = 1 << 28
+"""int8 couplings are converted to float32 in row chunks of at most this many bytes."""
 
-    ``J``: (L, N, N) internal couplings with zero diagonal. ``j_d``: the self-coupling J_D.
-    ``lambda_left[l]``: coupling of layer ``l`` to layer ``l−1`` (``lambda_left[0]`` unused).
-    ``lambda_right[l]``: coupling of layer ``l`` to layer ``l+1`` (last entry unused).
+
+def source_drive(coupling: Coupling, value: Tensor, size: int) -> Tensor:
+    """λ W v (or λ v zero-padded to ``size`` for a one-to-one coupling) of a clamped source:
+    the input ``x`` (B, d), or the label as class indices (B,) or target vectors (B, C)."""
+    if coupling.W is None:
+        return coupling.strength * F.pad(value, (0, size - value.shape[-1]))
+    if coupling.pre == "label" and not value.is_floating_point():
+        return coupling.strength * coupling.W.T[value]
+    return coupling.strength * (value.to(coupling.W.dtype) @ coupling.W.T)
+
+
+def prepare_phase(graph: Graph, x: Tensor | None, y: Tensor | None, feedback: bool) -> Phase:
+    """The fixed part of one relaxation phase: the source drives (computed once) and the
+    {0, 1} thresholds. ``feedback`` switches the feedback couplings (rightward neighbours,
+    label) on; the label drive is computed only then, and only when ``y`` is given."""
+    drives = []
+    for coupling in graph.couplings:
+        value = {"input": x, "label": y}.get(coupling.pre) if isinstance(coupling.pre, str) else None
+        active = value is not None and (feedback or not coupling.feedback)
+        drives.append(source_drive(coupling, value, graph.layers[coupling.post].size) if active else None)
+    thresholds = tuple(
+        zero_one_thresholds(graph, layer, feedback) if graph.layers[layer].encoding == "01" else None
+        for layer in range(len(graph.layers))
+    )
+    return Phase(feedback and y is not None, tuple(drives), thresholds)
+
+
+def _pre_is_01(graph: Graph, coupling: Coupling) -> bool:
+    if coupling.pre == "label":
+        return False
+    if coupling.pre == "input":
+        return graph.input_encoding == "01"
+    return graph.layers[coupling.pre].encoding == "01"
+
+
+def _pre_size(graph: Graph, coupling: Coupling) -> int:
+    if coupling.pre == "input":
+        return graph.in_features
+    if coupling.pre == "label":
+        return coupling.W.shape[1] if coupling.W is not None else 0
+    return graph.layers[coupling.pre].size
+
+
+def zero_one_thresholds(graph: Graph, layer: int, feedback: bool) -> Tensor:
+    """κ_i + γ of a {0, 1} layer (thesis eq. 7.1, §7.2), shape (N,), for the couplings active
+    in the phase: κ_i = ½ (Σ_{j≠i} J_ij + J_D + Σ_c λ_c Σ_j W^c_ij) over the couplings whose
+    presynaptic side is itself {0, 1} (layers and the input; the label enters unchanged).
+    Each term is the shift that turns a field of ±1 states into one of z = (s + 1)/2, so with
+    γ = 0 the {0, 1} dynamics equal the ±1 dynamics on s = 2z − 1."""
+    spec = graph.layers[layer]
+    dtype = spec.J.dtype if spec.J is not None and spec.J.is_floating_point() else torch.float32
+    device = spec.J.device if spec.J is not None else None
+    scalar = torch.zeros((), dtype=dtype, device=device)
+    vectors = []
+    for _, coupling in graph.incoming(layer, feedback):
+        if not _pre_is_01(graph, coupling):
+            continue
+        pre_size = _pre_size(graph, coupling)
+        if coupling.W is None and pre_size == spec.size:
+            scalar = scalar + coupling.strength
+        elif coupling.W is None:
+            ones = torch.ones(pre_size, dtype=dtype, device=device)
+            vectors.append(coupling.strength * F.pad(ones, (0, spec.size - pre_size)))
+        else:
+            vectors.append(coupling.strength * coupling.W.sum(dim=1))
+    kappa = (scalar + spec.j_d).expand(spec.size)
+    if spec.J is not None:
+        kappa = kappa + spec.J.sum(dim=-1) / spec.unit if spec.unit != 1.0 else kappa + spec.J.sum(dim=-1)
+    for vector in vectors:
+        kappa = kappa + vector
+    return 0.5 * kappa + spec.gamma
+
+
+def _self_coupling(j_d: float | Tensor, s: Tensor) -> Tensor:
+    if isinstance(j_d, Tensor):
+        j_d = j_d.to(device=s.device, dtype=s.dtype).reshape(*j_d.shape, *([1] * (s.dim() - j_d.dim())))
+    return j_d * s
+
+
+def coupling_sum(spec: Layer, s: Tensor, neurons: slice | Tensor = slice(None)) -> Tensor:
+    """Σ_j J_ij s_j of ``neurons`` for a layer with states ``s`` (*batch, N): physical units
+    for float couplings, coupling units (exact integers) for int8 signs.
+
+    int8 couplings are converted in row chunks; float32 accumulation of ±1 terms is exact
+    below 2^24 neurons.
     """
+    J = spec.J
+    if J is None:
+        return s.new_zeros(s[..., neurons].shape)
+    if J.dtype != torch.int8:
+        h = torch.matmul(s, J[..., neurons, :].transpose(-1, -2))
+        return h / spec.unit if spec.unit != 1.0 else h
+    rows = J[..., neurons, :]
+    n_rows = rows.shape[-2]
+    out = torch.empty((*s.shape[:-1], n_rows), dtype=s.dtype, device=s.device)
+    step = max(1, _CHUNK_BYTES // (4 * rows.shape[-1]))
+    for r0 in range(0, n_rows, step):
+        chunk = rows[..., r0:r0 + step, :].to(s.dtype)
+        out[..., r0:r0 + step] = torch.matmul(s, chunk.transpose(-1, -2))
+    return out
 
-    J: Tensor
-    j_d: float
-    lambda_left: Sequence[float]
-    lambda_right: Sequence[float]
 
-
-class Drive(NamedTuple):
-    """Per-sample external fields and thresholds.
-
-    ``input_field``: (B, N) ``λ_IN x̃`` entering layer 1. ``label_field``: (B, N)
-    ``λ_OUT W_back y`` entering layer L, or ``None`` (no label feedback). ``threshold``:
-    (L, N) ``κ + γ`` subtracted from the fields ({0,1} encoding), or ``None`` (±1).
-    """
-
-    input_field: Tensor
-    label_field: Tensor | None = None
-    threshold: Tensor | None = None
+def add_self_coupling(spec: Layer, h: Tensor, s: Tensor) -> Tensor:
+    """h + J_D s for the states ``s`` of the neurons of ``h``. For int8 couplings ``h`` is in
+    coupling units and the result is the physical field in float64, (h + J_D·unit·s) / unit,
+    whose sign is the exact sign of the field (h is an exact integer)."""
+    if spec.J is not None and spec.J.dtype == torch.int8:
+        exact = h.to(torch.float64) + _self_coupling(spec.j_d, s.to(torch.float64)) * spec.unit
+        return exact / spec.unit
+    return h + _self_coupling(spec.j_d, s)
 
 
 def layer_fields(
-    states: Tensor, layer: int, couplings: Couplings, drive: Drive, neurons: slice = slice(None)
+    graph: Graph,
+    states: Tensor,
+    layer: int,
+    phase: Phase,
+    neurons: slice | Tensor = slice(None),
+    self_coupling: bool = True,
 ) -> Tensor:
-    """Thesis eq. 6.1 for one layer: the fields (B, n) of ``neurons`` of ``layer``.
+    """Fields of ``neurons`` of ``layer`` (default: all), shape (*batch, n), in the order
+    J s + J_D s + forward couplings + feedback couplings − θ (thesis eq. 6.1).
 
-    ``neurons`` selects a contiguous range (a single neuron for asynchronous updates); the
-    default is the whole layer.
+    ``self_coupling=False`` leaves J_D s out (see :func:`add_self_coupling`): the
+    asynchronous sweep adds it at each neuron's decision.
     """
-    num_layers = states.shape[1]
-    s = states[:, layer]
-    h = s @ couplings.J[layer, neurons].T + couplings.j_d * s[:, neurons]
-    if layer == 0:
-        h = h + drive.input_field[:, neurons]
-    elif couplings.lambda_left[layer] != 0:
-        h = h + couplings.lambda_left[layer] * states[:, layer - 1, neurons]
-    if layer == num_layers - 1:
-        if drive.label_field is not None:
-            h = h + drive.label_field[:, neurons]
-    elif couplings.lambda_right[layer] != 0:
-        h = h + couplings.lambda_right[layer] * states[:, layer + 1, neurons]
-    if drive.threshold is not None:
-        h = h - drive.threshold[layer, neurons]
+    spec = graph.layers[layer]
+    s = states[..., graph.slice(layer)]
+    h = coupling_sum(spec, s, neurons)
+    if self_coupling:
+        h = add_self_coupling(spec, h, s[..., neurons])
+    for k, coupling in graph.incoming(layer, phase.feedback):
+        if coupling.strength == 0:
+            continue
+        if isinstance(coupling.pre, str):
+            drive = phase.drives[k]
+            if drive is not None:
+                h = h + drive[..., neurons]
+            continue
+        pre = states[..., graph.slice(coupling.pre)]
+        if coupling.W is not None:
+            h = h + coupling.strength * (pre @ coupling.W[neurons].T)
+        else:
+            if pre.shape[-1] != spec.size:
+                pre = F.pad(pre, (0, spec.size - pre.shape[-1]))
+            h = h + coupling.strength * pre[..., neurons]
+    threshold = phase.thresholds[layer]
+    if threshold is not None:
+        h = h - threshold[neurons]
     return h
 
 
-def fields(states: Tensor, couplings: Couplings, drive: Drive) -> Tensor:
-    """Thesis eq. 6.1 for every layer at once: (B, L, N) fields of ``states``."""
-    return torch.stack(
-        [layer_fields(states, layer, couplings, drive) for layer in range(states.shape[1])], dim=1
-    )
+def fields(graph: Graph, states: Tensor, phase: Phase) -> Tensor:
+    """Fields of every layer, (*batch, total) like ``states``."""
+    parts = [layer_fields(graph, states, layer, phase) for layer in range(len(graph.layers))]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
 
-def activate(h: Tensor, encoding: str, k_winners: int | None = None) -> Tensor:
-    """The neuron nonlinearity applied to fields ``h`` (..., N).
+def activate(
+    h: Tensor,
+    encoding: str = "pm1",
+    k_winners: int | None = None,
+    *,
+    tie: str = "plus",
+    states: Tensor | None = None,
+) -> Tensor:
+    """The neuron's decision on fields ``h`` (..., N), as states of ``states``' dtype.
 
-    ``"pm1"``: s = sign(h) with sign(0) = +1. ``"01"``: z = θ(h) with θ(0) = 1 (thesis
-    eq. 7.1; ``h`` already has κ + γ subtracted). With ``k_winners`` = k, only the k largest
-    fields of each layer are active (k-winners-take-all); the others are −1 / 0.
+    ``pm1``: s = sign(h); ``01``: z = θ(h) (``h`` has κ + γ subtracted). The zero field
+    follows ``tie`` (:data:`~.graph.Tie`; ``flip`` and ``keep`` need the current ``states``).
+    With ``k_winners`` = k only the k largest fields of each layer are active.
     """
     inactive = -1.0 if encoding == "pm1" else 0.0
-    if k_winners is None:
-        active = h >= 0
-    else:
+    dtype = states.dtype if states is not None else h.dtype
+    if k_winners is not None:
         top = h.topk(k_winners, dim=-1).indices
         active = torch.zeros_like(h, dtype=torch.bool).scatter_(-1, top, True)
-    return torch.where(active, 1.0, inactive).to(h.dtype)
+    elif tie == "plus":
+        active = h >= 0
+    else:
+        was_active = states > (0.0 if encoding == "pm1" else 0.5)
+        if tie == "flip":
+            sigma = torch.where(was_active, 1.0, -1.0).to(h.dtype)
+            active = torch.where(sigma * h > 0, was_active, ~was_active)
+        else:
+            active = torch.where(h == 0, was_active, h > 0)
+    return torch.where(active, 1.0, inactive).to(dtype)
 
 
-def zero_one_thresholds(
-    J: Tensor,
-    j_d: float,
-    lambda_left: Sequence[float],
-    lambda_right: Sequence[float],
-    input_row_sums: Tensor,
-    gamma: float,
-) -> Tensor:
-    """Thresholds κ_i^l + γ of the {0,1} encoding (thesis eq. 7.1, §7.2), shape (L, N).
+def layer_activate(spec: Layer, h: Tensor, states: Tensor) -> Tensor:
+    """:func:`activate` with the layer's encoding, tie rule and k-winners-take-all."""
+    return activate(h, spec.encoding, spec.k_winners, tie=spec.tie, states=states)
 
-    κ_i^l = ½ (Σ_{j≠i} J_ij + J_D + λ_L^l + λ_R^l). Layer 1 has the input in place of a left
-    neighbour, so λ_L^1 becomes ``λ_IN Σ_j W_in_ij`` (``input_row_sums``: λ_IN for the
-    padded identity input); layer L has no λ_R term (its right neighbour is the label,
-    whose field enters unchanged). Pass ``lambda_right`` all zero under inference. With
-    γ = 0 the {0,1} dynamics equal the ±1 dynamics on s = 2z − 1.
-    """
-    num_layers = J.shape[0]
-    left = torch.tensor(list(lambda_left), dtype=J.dtype, device=J.device)
-    right = torch.tensor(list(lambda_right), dtype=J.dtype, device=J.device)
-    right[num_layers - 1] = 0.0
-    left[0] = 0.0
-    neighbour = (left + right + j_d)[:, None] + J.sum(dim=2)
-    neighbour[0] = neighbour[0] + input_row_sums
-    return 0.5 * neighbour + gamma
+
+def stable(graph: Graph, states: Tensor, phase: Phase) -> Tensor:
+    """Boolean (*batch, total): neurons whose decision on their field leaves them unchanged."""
+    parts = []
+    for layer, spec in enumerate(graph.layers):
+        s = states[..., graph.slice(layer)]
+        parts.append(layer_activate(spec, layer_fields(graph, states, layer, phase), s) == s)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+def is_fixed_point(graph: Graph, states: Tensor, phase: Phase) -> Tensor:
+    """Boolean (*batch,): every neuron stable — a sweep of any schedule leaves the state as is."""
+    return stable(graph, states, phase).all(dim=-1)

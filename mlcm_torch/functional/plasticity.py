@@ -1,75 +1,99 @@
 """Local, perceptron-like plasticity (thesis eq. 6.3 / Alg. 3) and the perceptron readout.
 
-All functions return deltas and statistics; applying them (and averaging them across
-processes first, under data parallelism) is the caller's job.
+A learning rule is a pure function of the relaxed states, the input (and the label) and the
+graph, returning one delta per learnable tensor, summed over the batch; the network scales it
+by its learning rates, averages it across processes, applies weight decay and masks. The rules
+act on ±1 states (a {0, 1} network passes 2z − 1).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
-from mlcm_torch.functional.fields import Couplings
+from mlcm_torch.functional.fields import coupling_sum, source_drive
+from mlcm_torch.functional.graph import Graph
 
 
-class LocalDelta(NamedTuple):
-    """Output of :func:`perceptron_delta`.
+class PerceptronDeltas(NamedTuple):
+    """Output of :func:`perceptron_rule`: ``layers[l]`` Σ_b ΔJ^l (N, N) with zero diagonal, or
+    ``None``; ``couplings[k]`` Σ_b ΔW of coupling k, or ``None``; ``unstable[l]`` (B, N_l) bool:
+    the neurons whose margin was ≤ ρ."""
 
-    ``delta_J`` (L, N, N) with zero diagonal; ``delta_W_in`` (N, d) or ``None``;
-    ``unstable`` (B, L, N) bool: the neurons whose margin was ≤ ρ.
+    layers: tuple[Tensor | None, ...]
+    couplings: tuple[Tensor | None, ...]
+    unstable: tuple[Tensor, ...]
+
+
+def margins(graph: Graph, states: Tensor, x: Tensor) -> list[Tensor]:
+    """Perceptron margins m^l (B, N_l) of every layer at ±1 ``states`` (B, total), input ``x``.
+
+    Neuron i of layer l is a perceptron whose inputs are its layer (j ≠ i) and the couplings
+    marked ``margin`` (the input and earlier layers): m = s_i (Σ_(j≠i) J_ij s_j + Σ_c (c)_i).
+    Never the self-coupling J_D, the rightward couplings or the label (thesis eq. 6.3).
     """
+    out = []
+    for layer, spec in enumerate(graph.layers):
+        s = states[..., graph.slice(layer)]
+        h = coupling_sum(spec, s)
+        for coupling in graph.couplings:
+            if coupling.post != layer or not coupling.margin or coupling.strength == 0:
+                continue
+            if coupling.pre == "input":
+                h = h + source_drive(coupling, x, spec.size)
+                continue
+            pre = states[..., graph.slice(coupling.pre)]
+            if coupling.W is not None:
+                h = h + coupling.strength * (pre @ coupling.W.T)
+            else:
+                h = h + coupling.strength * torch.nn.functional.pad(pre, (0, spec.size - pre.shape[-1]))
+        out.append(s * h)
+    return out
 
-    delta_J: Tensor
-    delta_W_in: Tensor | None
-    unstable: Tensor
 
-
-def margins(states: Tensor, couplings: Couplings, input_field: Tensor) -> Tensor:
-    """Perceptron margins m (B, L, N) of every neuron at ``states`` (±1).
-
-    Neuron i of layer l is a perceptron with inputs s^l_(j≠i) and s^(l−1)_i (the input for
-    l = 1): m = s_i (Σ_(j≠i) J_ij s_j + λ_L^l s^(l−1)_i). No self-coupling, no rightward
-    field. ``input_field`` (B, N) = λ_IN x̃ plays the left neighbour of layer 1.
-    """
-    h = torch.einsum("lij,blj->bli", couplings.J, states)
-    left = [input_field] + [
-        couplings.lambda_left[layer] * states[:, layer - 1] for layer in range(1, states.shape[1])
-    ]
-    return states * (h + torch.stack(left, dim=1))
-
-
-def perceptron_delta(
+def perceptron_rule(
+    graph: Graph,
     states: Tensor,
-    couplings: Couplings,
-    input_field: Tensor,
-    robustness: float,
-    scale: float,
-    x: Tensor | None = None,
-    scale_in: float = 0.0,
-) -> LocalDelta:
-    """Thesis eq. 6.3 / Alg. 3: ΔJ^l_ij = scale · Σ_b [m_bi ≤ ρ] s_bi s_bj, diagonal zero.
+    x: Tensor,
+    robustness: Sequence[float],
+    learnable_layers: Sequence[bool],
+    learnable_couplings: Sequence[bool],
+) -> PerceptronDeltas:
+    """Thesis eq. 6.3 / Alg. 3 for every learnable tensor, summed over the batch.
 
-    ``states`` are ±1 (B, L, N); ``scale`` is η / B in the thesis (η / √(N B) in the
-    paper's normalisation). With a dense input coupling pass ``x`` (B, d) and ``scale_in``:
-    ΔW_in_ij = scale_in · Σ_b [m_bi ≤ ρ] s^1_bi x_bj (same unstable mask as layer 1).
+    Where m^l_bi ≤ ρ_l (:func:`margins`): ΔJ^l_ij = Σ_b s_bi s_bj (diagonal zero), and for a
+    learnable coupling into layer l from ``pre`` (a layer or the input x):
+    ΔW_ij = Σ_b s_bi pre_bj — each tensor learns by the rule of its postsynaptic neurons.
     """
-    unstable = margins(states, couplings, input_field) <= robustness
-    post = states * unstable
-    delta_J = torch.einsum("bli,blj->lij", post, states) * scale
-    delta_J.diagonal(dim1=1, dim2=2).zero_()
-    delta_W_in = None
-    if x is not None:
-        delta_W_in = (post[:, 0].T @ x) * scale_in
-    return LocalDelta(delta_J, delta_W_in, unstable)
+    unstable = [m <= rho for m, rho in zip(margins(graph, states, x), robustness)]
+    post = [states[..., graph.slice(layer)] * mask for layer, mask in enumerate(unstable)]
+    layer_deltas = []
+    for layer, learnable in enumerate(learnable_layers):
+        if not learnable:
+            layer_deltas.append(None)
+            continue
+        delta = post[layer].T @ states[..., graph.slice(layer)]
+        delta.fill_diagonal_(0.0)
+        layer_deltas.append(delta)
+    coupling_deltas = []
+    for coupling, learnable in zip(graph.couplings, learnable_couplings):
+        if not learnable:
+            coupling_deltas.append(None)
+            continue
+        pre = x if coupling.pre == "input" else states[..., graph.slice(coupling.pre)]
+        coupling_deltas.append(post[coupling.post].T @ pre)
+    return PerceptronDeltas(tuple(layer_deltas), tuple(coupling_deltas), tuple(unstable))
 
 
-def decay_and_add(weight: Tensor, delta: Tensor, lr: float, weight_decay: float) -> None:
-    """In place: W ← W·(1 − η ξ) + ΔW (thesis Alg. 3 with weight decay ξ, learning rate η)."""
-    if weight_decay:
-        weight.mul_(1.0 - lr * weight_decay)
-    weight.add_(delta)
+def readout_targets(labels: Tensor, num_classes: int, targets: tuple[float, float], dtype: torch.dtype) -> Tensor:
+    """t (B, C): ``targets[0]`` for the true class and ``targets[1]`` elsewhere for class
+    indices (B,); target vectors (B, C) are returned as they are."""
+    if labels.dim() == 2:
+        return labels.to(dtype)
+    true_class = torch.nn.functional.one_hot(labels, num_classes).bool()
+    return torch.where(true_class, targets[0], targets[1]).to(dtype)
 
 
 def readout_perceptron_delta(
@@ -82,14 +106,18 @@ def readout_perceptron_delta(
 ) -> tuple[Tensor, Tensor]:
     """One-vs-all perceptron rule with margin for the readout (arXiv 2510.11984).
 
-    Targets t_bc = ``targets[0]`` for the true class, ``targets[1]`` otherwise (default ±1);
-    where t_bc (W_out s_b)_c ≤ margin,
+    With targets t (:func:`readout_targets`), where t_bc (W_out s_b)_c ≤ margin:
     ΔW_out_c = scale · Σ_b t_bc s_b (scale = η_out / B, or η_out / √(N B) in the paper's
     normalisation). Returns (ΔW_out (C, N), unstable (B, C) bool).
     """
-    num_classes = W_out.shape[0]
-    true_class = torch.nn.functional.one_hot(labels, num_classes).bool()
-    t = torch.where(true_class, targets[0], targets[1]).to(features.dtype)
+    t = readout_targets(labels, W_out.shape[0], targets, features.dtype)
     unstable = t * (features @ W_out.T) <= margin
     delta = (t * unstable).T @ features * scale
     return delta, unstable
+
+
+def decay_and_add(weight: Tensor, delta: Tensor, lr: float, weight_decay: float) -> None:
+    """In place: W ← W·(1 − η ξ) + ΔW (thesis Alg. 3 with weight decay ξ, learning rate η)."""
+    if weight_decay:
+        weight.mul_(1.0 - lr * weight_decay)
+    weight.add_(delta)
