@@ -1,6 +1,6 @@
 """Throughput of the MLCM dynamics: samples/s of a training step, a relaxation, inference.
 
-Builds the network from a config's ``model`` section (``MLCMClassifier`` init_args) and feeds
+Builds the network from a config's ``model.init_args.network`` entry and feeds
 random ±1 (or {0,1}) inputs of the config's width. A training step is what
 ``MLCMClassifier.training_step`` computes: relax with the label, local update, readout step;
 ``relax`` is the relaxation with the label alone; ``infer`` the label-free relaxation and
@@ -24,16 +24,15 @@ import time
 import torch
 import yaml
 
-from mlcm_torch import MLCM
-from mlcm_torch.training.classifier import NETWORK_ARGUMENTS
+from mlcm_torch import Network
+from mlcm_torch.module.config import from_config
 
 
-def build(config: str, device: str, seed: int) -> MLCM:
+def build(config: str, device: str, seed: int) -> Network:
     with open(config) as f:
-        args = yaml.safe_load(f)["model"]["init_args"]
-    args = {k: v for k, v in args.items() if k in NETWORK_ARGUMENTS}
-    args.update(seed=seed, check_inputs=False)
-    return MLCM(**args).to(device)
+        network = yaml.safe_load(f)["model"]["init_args"]["network"]
+    network["init_args"].update(seed=seed, check_inputs=False)
+    return from_config(network, Network).to(device)
 
 
 def sync(device: str) -> None:
@@ -61,16 +60,17 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
     x = torch.randint(0, 2, (batch, model.in_features), generator=g).float()
     x = (2 * x - 1 if model.state_encoding == "pm1" else x).to(device)
     y = torch.randint(0, model.num_classes, (batch,), generator=g).to(device)
-    optimizer = torch.optim.SGD(model.readout.parameters(), lr=model.readout_lr)
+    optimizer = torch.optim.SGD(model.readout.parameters(), lr=model.readout_options.lr)
     sweeps = []
 
     def train_step() -> None:
         relaxation = model.relax(x, y)
         sweeps.append(relaxation.sweeps.float().mean())
         model.local_update(relaxation, x, y)
-        if model.readout_rule == "cross_entropy":
+        if model.readout_options.rule == "cross_entropy":
             optimizer.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model.readout(relaxation.states[:, -1]), y)
+            features = model.layer_states(relaxation.states, model.num_layers - 1)
+            loss = torch.nn.functional.cross_entropy(model.readout(features), y)
             loss.backward()
             optimizer.step()
 
@@ -97,8 +97,7 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
         "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "batch_size": batch,
-        "hidden": model.hidden,
-        "num_layers": model.num_layers,
+        "sizes": list(model.sizes),
         "train_samples_per_s": round(batch / train_s, 1),
         "relax_samples_per_s": round(batch / relax_s, 1),
         "infer_samples_per_s": round(batch / infer_s, 1),

@@ -20,7 +20,7 @@ def test_throughput_benchmark_prints_json_lines():
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["batch_size"] for line in lines] == [4, 8]
     for line in lines:
-        assert line["device"] == "cpu" and line["hidden"] == 1600 and line["num_layers"] == 1
+        assert line["device"] == "cpu" and line["sizes"] == [1600]
         for key in ("train_samples_per_s", "relax_samples_per_s", "infer_samples_per_s",
                     "peak_memory_mib"):
             assert line[key] > 0, key
@@ -36,8 +36,9 @@ def test_accuracy_benchmark_writes_test_accuracy_per_epoch(tmp_path):
         "  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
         "      init_args: {monitor: val/acc, mode: max}\n"
         "model:\n  class_path: mlcm_torch.training.MLCMClassifier\n"
-        "  init_args: {in_features: 32, hidden: 64, num_layers: 1, num_classes: 4, j_d: 0.5,\n"
-        "              lambda_in: 3.0, lambda_out: 2.0, lr: 0.05, max_sweeps: 5}\n"
+        "  init_args:\n    network:\n      class_path: mlcm_torch.MLCM\n"
+        "      init_args: {in_features: 32, hidden: 64, num_layers: 1, num_classes: 4, j_d: 0.5,\n"
+        "                  lambda_in: 3.0, lambda_out: 2.0, lr: 0.05, max_sweeps: 5}\n"
         "data:\n  class_path: mlcm_torch.data.SyntheticDataModule\n"
         "  init_args: {num_classes: 4, in_features: 32, flip_prob: 0.1, train_size: 256,\n"
         "              test_size: 128}\n"

@@ -12,6 +12,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from mlcm_torch import MLCM
 from mlcm_torch.cli import cli
 from mlcm_torch.data import SyntheticDataModule
 from mlcm_torch.training import MLCMClassifier
@@ -21,6 +22,15 @@ CONFIGS = sorted((ROOT / "lightning_configs").glob("*.yaml"))
 SMALL = dict(in_features=32, hidden=48, num_layers=2, num_classes=4, j_d=0.5, lambda_in=2.0,
              lambda_left=1.0, lambda_right=0.5, lambda_out=2.0, lr=0.05, robustness=0.5,
              max_sweeps=15, seed=3)
+
+
+TRAINING = ("readout_optimizer", "readout_momentum", "histogram_every_n_steps", "check_finite")
+
+
+def classifier(**kw):
+    """MLCMClassifier(MLCM(network options), training options) from one set of keywords."""
+    train = {k: kw.pop(k) for k in TRAINING if k in kw}
+    return MLCMClassifier(MLCM(**kw), **train)
 
 
 def synthetic(**kw):
@@ -49,8 +59,8 @@ def test_every_shipped_config_parses(config, capsys):
 
 def test_cli_fast_dev_run_on_synthetic_data(tmp_path):
     run = cli([
-        "fit", "--model=mlcm_torch.training.MLCMClassifier",
-        *[f"--model.init_args.{k}={v}" for k, v in SMALL.items()],
+        "fit", "--model=mlcm_torch.training.MLCMClassifier", "--model.network=mlcm_torch.MLCM",
+        *[f"--model.network.{k}={v}" for k, v in SMALL.items()],
         "--data=mlcm_torch.data.SyntheticDataModule", "--data.init_args.num_classes=4",
         "--data.init_args.in_features=32", "--trainer.fast_dev_run=2",
         f"--trainer.default_root_dir={tmp_path}", "--trainer.accelerator=cpu",
@@ -63,7 +73,7 @@ def test_cli_trains_and_tests_on_an_mnist_subset(shared_data_dir, tmp_path):
     config = ROOT / "lightning_configs" / "mnist.yaml"
     common = [f"--data.init_args.data_dir={shared_data_dir}", "--data.init_args.limit_train=320",
               "--data.init_args.val_size=100", "--data.init_args.limit_test=200",
-              "--model.init_args.hidden=200", "--trainer.accelerator=cpu",
+              "--model.init_args.network.init_args.hidden=200", "--trainer.accelerator=cpu",
               f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
               "--trainer.callbacks=null", "--trainer.enable_progress_bar=false"]
     run = cli(["fit", "--config", str(config), "--trainer.max_epochs=1", *common])
@@ -74,19 +84,19 @@ def test_cli_trains_and_tests_on_an_mnist_subset(shared_data_dir, tmp_path):
 
 def test_config_typo_is_rejected_with_the_key(capsys):
     with pytest.raises(SystemExit) as exit_:
-        cli(["fit", "--model=mlcm_torch.training.MLCMClassifier", "--model.init_args.lamda_in=3"])
+        cli(["fit", "--model=mlcm_torch.training.MLCMClassifier", "--model.network=mlcm_torch.MLCM", "--model.network.lamda_in=3"])
     assert exit_.value.code != 0
     assert "lamda_in" in capsys.readouterr().err
 
 
 def test_wrong_type_is_rejected(capsys):
     with pytest.raises(SystemExit):
-        cli(["fit", "--model=mlcm_torch.training.MLCMClassifier", "--model.init_args.hidden=many"])
+        cli(["fit", "--model=mlcm_torch.training.MLCMClassifier", "--model.network=mlcm_torch.MLCM", "--model.network.hidden=many"])
     assert "hidden" in capsys.readouterr().err
 
 
 def test_width_mismatch_fails_at_setup_with_both_numbers(tmp_path):
-    model = MLCMClassifier(**{**SMALL, "in_features": 30})
+    model = classifier(**{**SMALL, "in_features": 30})
     with pytest.raises(ValueError, match="width 32 .* in_features=30"):
         trainer(tmp_path, max_epochs=1).fit(model, synthetic())
 
@@ -98,15 +108,15 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path, readout):
     if readout == "perceptron":
         kw["readout_margin"] = 1.0
     L.seed_everything(0)
-    straight = MLCMClassifier(**kw)
+    straight = classifier(**kw)
     trainer(tmp_path / "a", max_epochs=2).fit(straight, synthetic())
 
     L.seed_everything(0)
-    first = MLCMClassifier(**kw)
+    first = classifier(**kw)
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
     trainer(tmp_path / "b", max_epochs=1, callbacks=[checkpoint]).fit(first, synthetic())
     L.seed_everything(123)  # a different global RNG must not matter
-    resumed = MLCMClassifier(**{**kw, "seed": 99})
+    resumed = classifier(**{**kw, "seed": 99})
     run = trainer(tmp_path / "c", max_epochs=2)
     run.fit(resumed, synthetic(), ckpt_path=checkpoint.last_model_path)
     assert run.global_step == 24
@@ -114,7 +124,7 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path, readout):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
     reloaded = MLCMClassifier.load_from_checkpoint(checkpoint.last_model_path)
-    assert reloaded.hparams.readout == readout
+    assert reloaded.hparams.network["init_args"]["readout"] == readout
     first_state, reloaded_state = network_state(first), network_state(reloaded)
     assert all(torch.equal(first_state[k], reloaded_state[k]) for k in first_state)
 
@@ -123,7 +133,7 @@ def test_tensorboard_logs_scalars_and_histograms(tmp_path):
     from lightning.pytorch.loggers import TensorBoardLogger
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    model = MLCMClassifier(**SMALL, histogram_every_n_steps=4, check_finite=True)
+    model = classifier(**SMALL, histogram_every_n_steps=4, check_finite=True)
     logger = TensorBoardLogger(tmp_path, name="tb")
     trainer(tmp_path, max_epochs=1, logger=logger, log_every_n_steps=2).fit(model, synthetic())
     events = EventAccumulator(logger.log_dir, size_guidance={"histograms": 0}).Reload()
@@ -136,14 +146,14 @@ def test_tensorboard_logs_scalars_and_histograms(tmp_path):
 
 
 def test_check_finite_stops_a_corrupted_run(tmp_path):
-    model = MLCMClassifier(**SMALL, check_finite=True)
-    model.network.J[0, 0, 1] = float("inf")
-    with pytest.raises(FloatingPointError, match="non-finite values in J"):
+    model = classifier(**SMALL, check_finite=True)
+    model.network.layers[0].J[0, 1] = float("inf")
+    with pytest.raises(FloatingPointError, match="non-finite values in layers.0.J"):
         trainer(tmp_path, max_steps=1).fit(model, synthetic())
 
 
 def test_non_convergence_is_reported(tmp_path):
-    model = MLCMClassifier(**{**SMALL, "max_sweeps": 1})
+    model = classifier(**{**SMALL, "max_sweeps": 1})
     with pytest.warns(UserWarning, match="without reaching a fixed point"):
         trainer(tmp_path, max_epochs=1).fit(model, synthetic())
 
@@ -170,8 +180,8 @@ def test_ddp_two_processes_keep_couplings_identical(tmp_path, readout):
     assert int(r0["global_step"]) == 8
     for key in r0:
         assert torch.equal(r0[key], r1[key]), key
-    initial = MLCMClassifier(**{**SMALL, "input_coupling": "dense", "lr_in": 0.02}).network
-    assert not torch.equal(r0["J"], initial.J)  # training moved the couplings
+    initial = classifier(**{**SMALL, "input_coupling": "dense", "lr_in": 0.02}).network
+    assert not torch.equal(r0["layers.0.J"], initial.layers[0].J)  # training moved the couplings
 
 
 def test_module_entry_point_lists_the_subcommands():

@@ -53,7 +53,8 @@ class Relaxation(NamedTuple):
         active = (self.states > (0.0 if encoding == "pm1" else 0.5)).float()
         if sizes is None:
             return active.mean(dim=(0, 2))
-        return torch.stack([part.mean() for part in active.split(list(sizes), dim=-1)])
+        flat = active.reshape(*self.sweeps.shape, -1)
+        return torch.stack([part.mean() for part in flat.split(list(sizes), dim=-1)])
 
     def not_converged_fraction(self) -> Tensor:
         """Fraction of samples that did not reach a fixed point (scalar tensor)."""

@@ -17,8 +17,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Configurable):
         return value.config()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"class_path": f"{type(value).__module__}.{type(value).__qualname__}",
-                "init_args": {k: _plain(v) for k, v in dataclasses.asdict(value).items()}}
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
