@@ -20,7 +20,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sized
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 import torch.distributed as dist
@@ -136,8 +136,11 @@ class BinaryDataModule(LightningDataModule, ABC):
         """Number of label classes."""
 
     def _store(self, split: str, states: Tensor | None, labels: Tensor | None = None) -> None:
-        """Keep a split as a TensorDataset of float32 states and int64 labels, or as empty."""
-        self._splits[split] = None if states is None else TensorDataset(states, labels.to(torch.int64))
+        """Keep a split as a TensorDataset of float32 states and int64 labels (or float32 target
+        vectors), or as empty."""
+        if states is not None:
+            labels = labels.to(torch.float32) if labels.is_floating_point() else labels.to(torch.int64)
+        self._splits[split] = None if states is None else TensorDataset(states, labels)
 
     def _has(self, split: str) -> bool:
         """Whether ``setup`` already prepared ``split`` (possibly as deliberately empty)."""
@@ -395,16 +398,22 @@ class FashionMNISTDataModule(_ImageDataModule):
 
 
 class SyntheticDataModule(BinaryDataModule):
-    """Noisy copies of random binary prototypes, one prototype per class.
+    """Random binary data: noisy prototypes (classification) or random hetero-associations.
 
-    ``num_classes`` prototypes of width ``in_features`` are drawn uniformly from
-    {-1, +1}; each sample takes a uniformly random class and flips every bit of its
-    prototype independently with probability ``flip_prob``. The prototypes and each
-    split are drawn from their own generators derived from ``sample_seed``, so a split does
-    not change when the size of another one does.
+    ``task="prototypes"``: ``num_classes`` prototypes of width ``in_features`` are drawn
+    uniformly from {-1, +1}; each sample takes a uniformly random class and flips every bit of
+    its prototype independently with probability ``flip_prob``. The prototypes and each split
+    are drawn from their own generators derived from ``sample_seed``, so a split does not
+    change when the size of another one does.
+
+    ``task="hetero"``: hetero-association, P = ``train_size`` random inputs, each with a random
+    ±1 target vector of width ``num_classes`` (labels are float (P, C) tensors); the
+    validation and test splits are the training pairs themselves (the task is to store them:
+    the load is α = P / N). ``flip_prob``, ``val_size`` and ``test_size`` are not used.
 
     Args:
-        num_classes: number of classes (prototypes), at least 2.
+        num_classes: number of classes (prototypes), at least 2; the target width C for
+            ``hetero``.
         in_features: width D of the states.
         flip_prob: probability in [0, 0.5] of flipping each bit.
         train_size: number of training samples.
@@ -417,6 +426,7 @@ class SyntheticDataModule(BinaryDataModule):
         num_workers: DataLoader worker processes (0 loads in the main process).
         state_encoding: ``"pm1"`` for states in {-1, +1}, ``"01"`` for {0, 1}.
         shuffle_seed: seed of the training order (see :class:`EpochShuffleSampler`).
+        task: ``prototypes`` (classification) or ``hetero`` (random ±1 target vectors).
     """
 
     _SPLIT_STREAMS: ClassVar[dict[str, int]] = {"train": 1, "val": 2, "test": 3}
@@ -435,8 +445,11 @@ class SyntheticDataModule(BinaryDataModule):
         num_workers: int = 0,
         state_encoding: str = "pm1",
         shuffle_seed: int = 0,
+        task: Literal["prototypes", "hetero"] = "prototypes",
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, state_encoding, shuffle_seed)
+        if task not in ("prototypes", "hetero"):
+            raise ValueError(f"task={task!r} is not supported; expected one of ['prototypes', 'hetero']")
         _check_at_least("num_classes", num_classes, 2)
         _check_at_least("in_features", in_features, 1)
         if not 0.0 <= flip_prob <= 0.5:
@@ -472,9 +485,22 @@ class SyntheticDataModule(BinaryDataModule):
         flips = torch.rand(size, self.in_features, generator=generator) < self.hparams.flip_prob
         return to_states(self._prototype_active[labels] ^ flips, self.hparams.state_encoding), labels
 
+    def _hetero_pairs(self) -> tuple[Tensor, Tensor]:
+        """P random inputs and their random ±1 target vectors."""
+        generator = self._generator(self._SPLIT_STREAMS["train"])
+        size = self.hparams.train_size
+        inputs = torch.rand(size, self.in_features, generator=generator) < 0.5
+        targets = torch.rand(size, self.num_classes, generator=generator) < 0.5
+        return to_states(inputs, self.hparams.state_encoding), to_states(targets, "pm1")
+
     def setup(self, stage: str | None = None) -> None:
         """Draw all three splits (cheap, whatever the stage)."""
         if self._has("train"):
+            return
+        if self.hparams.task == "hetero":
+            pairs = self._hetero_pairs()
+            for split in ("train", "val", "test"):
+                self._store(split, *pairs)
             return
         for split in ("train", "val", "test"):
             size = self.hparams[f"{split}_size"]

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 STAGES = ("train", "val", "test")
@@ -17,8 +18,10 @@ STAGES = ("train", "val", "test")
 class ClassifierModule(L.LightningModule, ABC):
     """Base LightningModule: subclasses implement :meth:`logits` and ``training_step``.
 
-    Logs ``{stage}/loss`` (cross-entropy of the logits) and ``{stage}/acc`` (torchmetrics
-    multiclass accuracy) for train, val and test.
+    Logs ``{stage}/loss`` and ``{stage}/acc`` for train, val and test. Class labels (B,):
+    cross-entropy and multiclass accuracy. Target vectors (B, C) (hetero-association): binary
+    cross-entropy of the logits against y > 0, and the fraction of samples whose every output
+    sign matches its target (``acc``).
     """
 
     def __init__(self, in_features: int, num_classes: int) -> None:
@@ -27,6 +30,7 @@ class ClassifierModule(L.LightningModule, ABC):
         self.accuracy = torch.nn.ModuleDict(
             {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro") for stage in STAGES}
         )
+        self.exact_match = torch.nn.ModuleDict({f"{stage}_acc": MeanMetric() for stage in STAGES})
 
     @abstractmethod
     def logits(self, x: Tensor) -> Tensor:
@@ -52,9 +56,14 @@ class ClassifierModule(L.LightningModule, ABC):
 
     def log_classification(self, stage: str, logits: Tensor, y: Tensor) -> Tensor:
         """Log loss and accuracy of ``logits`` for ``stage``; returns the loss."""
-        loss = F.cross_entropy(logits, y)
-        accuracy = self.accuracy[f"{stage}_acc"]
-        accuracy(logits, y)
+        if y.dim() == 2:
+            loss = F.binary_cross_entropy_with_logits(logits, (y > 0).to(logits.dtype))
+            accuracy = self.exact_match[f"{stage}_acc"]
+            accuracy(((logits >= 0) == (y > 0)).all(dim=-1).float())
+        else:
+            loss = F.cross_entropy(logits, y)
+            accuracy = self.accuracy[f"{stage}_acc"]
+            accuracy(logits, y)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
                  batch_size=y.shape[0])
