@@ -13,15 +13,18 @@ from mlcm_torch.functional.fields import (
 )
 from mlcm_torch.functional.graph import ENCODINGS, SCHEDULES, TIES, Coupling, Graph, Layer, Phase
 from mlcm_torch.functional.plasticity import (
+    Outer,
     PerceptronDeltas,
+    apply_update,
     decay_and_add,
     margins,
     perceptron_rule,
     readout_perceptron_delta,
+    readout_perceptron_rule,
 )
 
 __all__ = [
-    "ENCODINGS", "SCHEDULES", "TIES", "Coupling", "Graph", "Layer", "PerceptronDeltas", "Phase", "Relaxation",
-    "activate", "decay_and_add", "fields", "is_fixed_point", "layer_fields", "margins", "perceptron_rule",
-    "prepare_phase", "readout_perceptron_delta", "relax", "sequential_updates", "sweep", "zero_one_thresholds",
+    "ENCODINGS", "SCHEDULES", "TIES", "Coupling", "Graph", "Layer", "Outer", "PerceptronDeltas", "Phase", "Relaxation",
+    "activate", "apply_update", "decay_and_add", "fields", "is_fixed_point", "layer_fields", "margins", "perceptron_rule",
+    "prepare_phase", "readout_perceptron_delta", "readout_perceptron_rule", "relax", "sequential_updates", "sweep", "zero_one_thresholds",
 ]

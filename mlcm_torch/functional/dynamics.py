@@ -25,6 +25,8 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
+from mlcm_torch.functional.events import EventCouplings, event_couplings, event_sweep, start
+from mlcm_torch.functional.events import constants as event_constants
 from mlcm_torch.functional.fields import add_self_coupling, fields, is_fixed_point, layer_activate, layer_fields
 from mlcm_torch.functional.graph import Graph, Layer, Phase
 
@@ -203,6 +205,8 @@ def relax(
     block: int = 1,
     confirm_last: bool = False,
     compact: bool = False,
+    backend: str = "dense",
+    prepared: EventCouplings | None = None,
 ) -> Relaxation:
     """Relax ``states`` until a whole sweep changes no neuron, per sample, or ``max_sweeps``.
 
@@ -215,11 +219,22 @@ def relax(
     samples are copied through. This saves work when samples converge at very different times,
     but BLAS results of a row may depend on how many rows are computed, so float fields of
     compacted sweeps can differ in the last bit from uncompacted ones (int8 fields are exact).
+    ``backend``: ``dense`` recomputes every field each sweep; ``event`` carries the fields and
+    corrects them by the neurons that changed, with exact decisions (synchronous schedules
+    without k-winners-take-all; see :mod:`~mlcm_torch.functional.events`), using ``prepared``
+    from :func:`~mlcm_torch.functional.events.event_couplings` (made here when not given).
     """
     batch = states.shape[:-1]
     sweeps = torch.zeros(batch, dtype=torch.long, device=states.device)
     converged = torch.zeros(batch, dtype=torch.bool, device=states.device)
-    if compact:
+    if backend not in ("dense", "event"):
+        raise ValueError(f"backend={backend!r} is not supported; expected one of ['dense', 'event']")
+    if backend == "event" and not event_supported(graph, schedule):
+        raise ValueError("backend='event' needs a synchronous schedule and no k-winners-take-all layer")
+    if backend == "event" and not compact:
+        states = _relax_event(graph, states, phase, max_sweeps, schedule.startswith("layer_sequential"),
+                              prepared or event_couplings(graph), sweeps, converged)
+    elif compact:
         states = _relax_compacted(graph, states.clone(), phase, max_sweeps, schedule, generator, block,
                                   sweeps, converged)
     else:
@@ -236,6 +251,27 @@ def relax(
         sweeps += late
         converged |= late
     return Relaxation(states, sweeps, converged)
+
+
+def event_supported(graph: Graph, schedule: str) -> bool:
+    """Whether the event backend runs ``schedule`` on ``graph``."""
+    return schedule.endswith("_sync") and all(spec.k_winners is None for spec in graph.layers)
+
+
+def _relax_event(
+    graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, sequential: bool, prepared: EventCouplings,
+    sweeps: Tensor, converged: Tensor,
+) -> Tensor:
+    """The loop of :func:`relax` on carried fields; updates ``sweeps`` and ``converged`` in place."""
+    carried = start(graph, states.clone(), phase, prepared)
+    fixed = event_constants(graph, phase, prepared)
+    for _ in range(max_sweeps):
+        changed = event_sweep(graph, carried, fixed, phase, prepared, sequential)
+        sweeps += ~converged
+        converged |= ~changed
+        if bool(converged.all()):
+            break
+    return carried.states
 
 
 def _relax_compacted(

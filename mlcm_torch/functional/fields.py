@@ -43,7 +43,7 @@ def prepare_phase(graph: Graph, x: Tensor | None, y: Tensor | None, feedback: bo
         zero_one_thresholds(graph, layer, feedback) if graph.layers[layer].encoding == "01" else None
         for layer in range(len(graph.layers))
     )
-    return Phase(feedback and y is not None, tuple(drives), thresholds)
+    return Phase(feedback and y is not None, tuple(drives), thresholds, x, y if feedback else None)
 
 
 def _pre_is_01(graph: Graph, coupling: Coupling) -> bool:
@@ -62,14 +62,18 @@ def _pre_size(graph: Graph, coupling: Coupling) -> int:
     return graph.layers[coupling.pre].size
 
 
-def zero_one_thresholds(graph: Graph, layer: int, feedback: bool) -> Tensor:
-    """κ_i + γ of a {0, 1} layer (thesis eq. 7.1, §7.2), shape (N,), for the couplings active
-    in the phase: κ_i = ½ (Σ_{j≠i} J_ij + J_D + Σ_c λ_c Σ_j W^c_ij) over the couplings whose
-    presynaptic side is itself {0, 1} (layers and the input; the label enters unchanged).
-    Each term is the shift that turns a field of ±1 states into one of z = (s + 1)/2, so with
-    γ = 0 the {0, 1} dynamics equal the ±1 dynamics on s = 2z − 1."""
+def zero_one_thresholds(
+    graph: Graph, layer: int, feedback: bool, neurons: slice | Tensor = slice(None), dtype: torch.dtype | None = None
+) -> Tensor:
+    """κ_i + γ of a {0, 1} layer (thesis eq. 7.1, §7.2), shape (N,) (or of ``neurons``), for the
+    couplings active in the phase: κ_i = ½ (Σ_{j≠i} J_ij + J_D + Σ_c λ_c Σ_j W^c_ij) over the
+    couplings whose presynaptic side is itself {0, 1} (layers and the input; the label enters
+    unchanged). Each term is the shift that turns a field of ±1 states into one of
+    z = (s + 1)/2, so with γ = 0 the {0, 1} dynamics equal the ±1 dynamics on s = 2z − 1.
+    ``dtype``: compute in this dtype (default: the couplings')."""
     spec = graph.layers[layer]
-    dtype = spec.J.dtype if spec.J is not None and spec.J.is_floating_point() else torch.float32
+    if dtype is None:
+        dtype = spec.J.dtype if spec.J is not None and spec.J.is_floating_point() else torch.float32
     device = spec.J.device if spec.J is not None else None
     scalar = torch.zeros((), dtype=dtype, device=device)
     vectors = []
@@ -81,12 +85,14 @@ def zero_one_thresholds(graph: Graph, layer: int, feedback: bool) -> Tensor:
             scalar = scalar + coupling.strength
         elif coupling.W is None:
             ones = torch.ones(pre_size, dtype=dtype, device=device)
-            vectors.append(coupling.strength * F.pad(ones, (0, spec.size - pre_size)))
+            vectors.append(coupling.strength * F.pad(ones, (0, spec.size - pre_size))[neurons])
         else:
-            vectors.append(coupling.strength * coupling.W.sum(dim=1))
-    kappa = (scalar + spec.j_d).expand(spec.size)
+            vectors.append(coupling.strength * coupling.W[neurons].to(dtype).sum(dim=1))
+    size = torch.arange(spec.size)[neurons].numel()
+    kappa = (scalar + spec.j_d).expand(size)
     if spec.J is not None:
-        kappa = kappa + spec.J.sum(dim=-1) / spec.unit if spec.unit != 1.0 else kappa + spec.J.sum(dim=-1)
+        row_sums = spec.J[neurons].to(dtype).sum(dim=-1)
+        kappa = kappa + row_sums / spec.unit if spec.unit != 1.0 else kappa + row_sums
     for vector in vectors:
         kappa = kappa + vector
     return 0.5 * kappa + spec.gamma

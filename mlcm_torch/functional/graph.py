@@ -123,12 +123,19 @@ class Graph(NamedTuple):
             return forward
         return forward + [(k, c) for k, c in enumerate(self.couplings) if c.post == layer and c.feedback]
 
+    def incoming_from(self, layer: int, feedback: bool) -> list[tuple[int, Coupling]]:
+        """(index, coupling) of the couplings from ``layer`` active in a phase."""
+        return [(k, c) for k, c in enumerate(self.couplings) if c.pre == layer and (feedback or not c.feedback)]
+
 
 class Phase(NamedTuple):
     """What one relaxation phase holds fixed: whether feedback couplings act, the external
-    drives λ W x / λ W_back y per coupling (``None`` for couplings between layers), and the
-    {0, 1} thresholds κ + γ per layer (``None`` for ±1 layers)."""
+    drives λ W x / λ W_back y per coupling (``None`` for couplings between layers), the
+    {0, 1} thresholds κ + γ per layer (``None`` for ±1 layers), and the raw sources x and y
+    (y only when the label acts) from which the drives were computed."""
 
     feedback: bool
     drives: tuple[Tensor | None, ...]
     thresholds: tuple[Tensor | None, ...]
+    x: Tensor | None = None
+    y: Tensor | None = None

@@ -17,13 +17,28 @@ from mlcm_torch.functional.fields import coupling_sum, source_drive
 from mlcm_torch.functional.graph import Graph
 
 
+class Outer(NamedTuple):
+    """A delta summed over the batch as a product of factors, Σ_b post_bi pre_bj = postᵀ pre
+    (with a zero diagonal for recurrent couplings), so that it can be applied by one GEMM."""
+
+    post: Tensor
+    pre: Tensor
+    zero_diagonal: bool = False
+
+    def dense(self) -> Tensor:
+        delta = self.post.transpose(-1, -2) @ self.pre
+        if self.zero_diagonal:
+            delta.diagonal(dim1=-2, dim2=-1).zero_()
+        return delta
+
+
 class PerceptronDeltas(NamedTuple):
     """Output of :func:`perceptron_rule`: ``layers[l]`` Σ_b ΔJ^l (N, N) with zero diagonal, or
-    ``None``; ``couplings[k]`` Σ_b ΔW of coupling k, or ``None``; ``unstable[l]`` (B, N_l) bool:
-    the neurons whose margin was ≤ ρ."""
+    ``None``; ``couplings[k]`` Σ_b ΔW of coupling k, or ``None`` (both as :class:`Outer`);
+    ``unstable[l]`` (B, N_l) bool: the neurons whose margin was ≤ ρ."""
 
-    layers: tuple[Tensor | None, ...]
-    couplings: tuple[Tensor | None, ...]
+    layers: tuple[Outer | None, ...]
+    couplings: tuple[Outer | None, ...]
     unstable: tuple[Tensor, ...]
 
 
@@ -69,22 +84,15 @@ def perceptron_rule(
     """
     unstable = [m <= rho for m, rho in zip(margins(graph, states, x), robustness)]
     post = [states[..., graph.slice(layer)] * mask for layer, mask in enumerate(unstable)]
-    layer_deltas = []
-    for layer, learnable in enumerate(learnable_layers):
-        if not learnable:
-            layer_deltas.append(None)
-            continue
-        delta = post[layer].T @ states[..., graph.slice(layer)]
-        delta.fill_diagonal_(0.0)
-        layer_deltas.append(delta)
-    coupling_deltas = []
-    for coupling, learnable in zip(graph.couplings, learnable_couplings):
-        if not learnable:
-            coupling_deltas.append(None)
-            continue
-        pre = x if coupling.pre == "input" else states[..., graph.slice(coupling.pre)]
-        coupling_deltas.append(post[coupling.post].T @ pre)
-    return PerceptronDeltas(tuple(layer_deltas), tuple(coupling_deltas), tuple(unstable))
+    layer_deltas = tuple(
+        Outer(post[layer], states[..., graph.slice(layer)], zero_diagonal=True) if learnable else None
+        for layer, learnable in enumerate(learnable_layers)
+    )
+    coupling_deltas = tuple(
+        Outer(post[c.post], x if c.pre == "input" else states[..., graph.slice(c.pre)]) if learnable else None
+        for c, learnable in zip(graph.couplings, learnable_couplings)
+    )
+    return PerceptronDeltas(layer_deltas, coupling_deltas, tuple(unstable))
 
 
 def readout_targets(labels: Tensor, num_classes: int, targets: tuple[float, float], dtype: torch.dtype) -> Tensor:
@@ -110,10 +118,17 @@ def readout_perceptron_delta(
     ΔW_out_c = scale · Σ_b t_bc s_b (scale = η_out / B, or η_out / √(N B) in the paper's
     normalisation). Returns (ΔW_out (C, N), unstable (B, C) bool).
     """
+    delta, unstable = readout_perceptron_rule(features, labels, W_out, margin, targets)
+    return delta.dense() * scale, unstable
+
+
+def readout_perceptron_rule(
+    features: Tensor, labels: Tensor, W_out: Tensor, margin: float, targets: tuple[float, float] = (1.0, -1.0)
+) -> tuple[Outer, Tensor]:
+    """:func:`readout_perceptron_delta` as (Σ_b ΔW_out as an :class:`Outer`, unstable (B, C))."""
     t = readout_targets(labels, W_out.shape[0], targets, features.dtype)
     unstable = t * (features @ W_out.T) <= margin
-    delta = (t * unstable).T @ features * scale
-    return delta, unstable
+    return Outer(t * unstable, features), unstable
 
 
 def decay_and_add(weight: Tensor, delta: Tensor, lr: float, weight_decay: float) -> None:
@@ -121,3 +136,26 @@ def decay_and_add(weight: Tensor, delta: Tensor, lr: float, weight_decay: float)
     if weight_decay:
         weight.mul_(1.0 - lr * weight_decay)
     weight.add_(delta)
+
+
+def apply_update(
+    weight: Tensor,
+    delta: Outer,
+    scale: float,
+    lr: float,
+    weight_decay: float,
+    mask: Tensor | None = None,
+    reduce=None,
+) -> None:
+    """In place: W ← W·(1 − η ξ) + scale·Δ (masked). Without ``mask`` and ``reduce`` this is one
+    GEMM (``addmm_`` with β = 1 − η ξ); otherwise Δ is formed, masked, passed through ``reduce``
+    (e.g. a mean across processes) and added. Both agree up to float rounding."""
+    if mask is None and reduce is None:
+        weight.addmm_(delta.post.transpose(-1, -2), delta.pre, beta=1.0 - lr * weight_decay, alpha=scale)
+        if delta.zero_diagonal:
+            weight.diagonal(dim1=-2, dim2=-1).zero_()
+        return
+    dense = delta.dense() * scale
+    if mask is not None:
+        dense = dense * mask
+    decay_and_add(weight, reduce(dense) if reduce is not None else dense, lr, weight_decay)

@@ -11,9 +11,11 @@ import torch
 from torch import Tensor, nn
 
 from mlcm_torch.functional.dynamics import Relaxation, relax
+from mlcm_torch.functional.dynamics import event_supported
+from mlcm_torch.functional.events import EventCouplings, event_couplings
 from mlcm_torch.functional.fields import activate, fields, prepare_phase, source_drive
 from mlcm_torch.functional.graph import Encoding, Graph, Phase
-from mlcm_torch.functional.plasticity import decay_and_add, perceptron_rule, readout_perceptron_delta
+from mlcm_torch.functional.plasticity import apply_update, perceptron_rule, readout_perceptron_rule
 from mlcm_torch.module import checks
 from mlcm_torch.module.config import Configurable
 from mlcm_torch.module.couplings import Coupling, InputCoupling
@@ -198,8 +200,31 @@ class Network(Configurable, nn.Module):
         phase = prepare_phase(self.graph(), x, y if feedback else None, feedback)
         return self._view(fields(self.graph(), states.reshape(x.shape[0], -1), phase))
 
+    def sweep_backend(self, device: torch.device) -> str:
+        """The sweep implementation used on ``device``: ``dynamics.backend``, with ``auto``
+        resolved (event-driven for synchronous schedules on the CPU, dense otherwise)."""
+        backend, schedule = self._dynamics.backend, self._dynamics.schedule
+        supported = event_supported(self.graph(), schedule)
+        if backend == "auto":
+            return "event" if supported and device.type == "cpu" else "dense"
+        return backend
+
+    def _event_couplings(self, graph: Graph) -> EventCouplings:
+        """What the event backend precomputes of the couplings, rebuilt only when a coupling
+        changed (tensor version counters), so inference reuses it across batches."""
+        key = tuple((id(t), t._version) for t in (*(spec.J for spec in graph.layers),
+                                                   *(c.W for c in graph.couplings)) if t is not None)
+        cached = self.__dict__.get("_event_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, event_couplings(graph))
+            self.__dict__["_event_cache"] = cached
+        return cached[1]
+
     def _run(self, graph: Graph, states: Tensor, phase: Phase, max_sweeps: int) -> Relaxation:
-        return relax(graph, states, phase, max_sweeps, self._dynamics.schedule, self.generator)
+        backend = self.sweep_backend(states.device)
+        prepared = self._event_couplings(graph) if backend == "event" else None
+        return relax(graph, states, phase, max_sweeps, self._dynamics.schedule, self.generator,
+                     backend=backend, prepared=prepared)
 
     @torch.no_grad()
     def relax_phases(self, x: Tensor, y: Tensor | None = None) -> dict[str, Relaxation]:
@@ -269,25 +294,21 @@ class Network(Configurable, nn.Module):
             self.graph(), states, x_pm, [layer.robustness for layer in self.layers],
             [layer.lr > 0 for layer in self.layers], [c.lr > 0 for c in self.couplings],
         )
-        reduce = reduce or (lambda t: t)
         for module, delta in (*zip(self.layers, rule.layers), *zip(self.couplings, rule.couplings)):
             if delta is None:
                 continue
             weight = module.J if isinstance(module, RecurrentLayer) else module.W
             scale, decay_lr = self._scale(module.lr, module.fan_in, batch)
-            delta = delta * scale
-            if module.mask is not None:
-                delta = delta * module.mask
-            decay_and_add(weight, reduce(delta), decay_lr, module.weight_decay)
+            apply_update(weight, delta, scale, decay_lr, module.weight_decay, module.mask, reduce)
         stats = {"unstable_fraction": torch.stack([u.float().mean() for u in rule.unstable])}
         options = self._readout_options
         if options.rule == "perceptron":
             out_scale, out_decay_lr = self._scale(options.lr, self.layers[-1].size, batch)
-            delta_out, unstable = readout_perceptron_delta(
-                self.layer_states(flat, -1 % len(self.layers)), y, self.readout.weight, out_scale,
-                options.margin, options.targets,
+            delta_out, unstable = readout_perceptron_rule(
+                self.layer_states(flat, len(self.layers) - 1), y, self.readout.weight, options.margin,
+                options.targets,
             )
-            decay_and_add(self.readout.weight, reduce(delta_out), out_decay_lr, options.weight_decay)
+            apply_update(self.readout.weight, delta_out, out_scale, out_decay_lr, options.weight_decay, None, reduce)
             stats["readout_unstable_fraction"] = unstable.float().mean()
         return stats
 

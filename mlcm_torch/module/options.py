@@ -15,6 +15,7 @@ Protocol = Literal["thesis", "steering"]
 InitState = Literal["zeros", "input"]
 LrScaling = Literal["thesis", "paper"]
 ReadoutRule = Literal["cross_entropy", "perceptron"]
+Backend = Literal["dense", "event", "auto"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class Dynamics:
             ``max_sweeps``).
         init_state: ``zeros`` (the first sweep starts from zero states) or ``input`` (every
             layer starts at the activation of the input drive of the first layer).
+        backend: ``dense`` recomputes every field each sweep (float32 on float32 couplings);
+            ``event`` carries the fields in float64 and corrects them by the neurons that
+            changed (:mod:`mlcm_torch.functional.events`; synchronous schedules, else dense);
+            ``auto`` picks ``event`` where it measured faster: synchronous schedules on the CPU.
     """
 
     schedule: Schedule = "layer_sequential_sync"
@@ -45,8 +50,10 @@ class Dynamics:
     warmup_sweeps: int = 0
     inference_sweeps: Optional[int] = None
     init_state: InitState = "zeros"
+    backend: Backend = "dense"
 
     def __post_init__(self) -> None:
+        checks.one_of("backend", self.backend, Backend)
         checks.one_of("schedule", self.schedule, Schedule)
         checks.one_of("protocol", self.protocol, Protocol)
         checks.one_of("init_state", self.init_state, InitState)

@@ -1,0 +1,294 @@
+"""Event-driven synchronous sweeps: local fields carried from sweep to sweep and corrected only
+by the couplings of the neurons that changed, with exact decisions.
+
+After the first sweep of a relaxation almost no neuron flips (on MNIST, 1600 neurons: about 60,
+15, 5, 2, 1 flips per sample in the sweeps after the first), so recomputing all N² products
+each sweep is wasted. Here the part of each layer's field that depends on the states,
+
+    F^l = Σ_j J^l_ij s^l_j + Σ_(active couplings c from a layer) λ_c (W_c s^pre)_i,
+
+is carried in the states' dtype and, after a layer changes by Δ, corrected by the couplings of
+the changed neurons only: F^post += λ W[:, changed] Δ[changed] (one dense product when more
+than ``DENSE_FRACTION`` of the sending layer changed somewhere in the batch). The decision
+adds the phase-constant part (J_D s_i, the input and label drives, −θ).
+
+*Same result.* Next to F a proven bound on its rounding error is carried (standard bounds
+γ_n = n u / (1 − n u) for sums of n products, u the unit roundoff, with |F_i| ≤ Σ_j |J_ij| +
+Σ_c |λ_c| Σ_j |W_c,ij| for states in [−1, 1]). A neuron whose field lies within twice the bound
+of zero is recomputed in float64 from the couplings, the states and the raw input and label.
+So every decision is the sign of the field evaluated in float64 — the decision of the dense
+path run in float64 — while the work is float32. With int8 couplings fields are exact integers
+and nothing is re-checked. k-winners-take-all decides by ranks, not signs: it stays on the dense
+path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mlcm_torch.functional.fields import add_self_coupling, coupling_sum, layer_activate, zero_one_thresholds
+from mlcm_torch.functional.graph import Graph, Phase
+
+DENSE_FRACTION = 0.25
+"""Above this fraction of changed presynaptic neurons (union over the batch) a correction is one
+dense product instead of a gather of the changed rows (measured:
+``benchmarks/bench_event_threshold.py``)."""
+
+_F64 = torch.float64
+
+
+def _gamma(n: int, dtype: torch.dtype) -> float:
+    """γ_n = n u / (1 − n u): relative error bound of a sum of n floating-point products."""
+    u = torch.finfo(dtype).eps / 2
+    return n * u / (1 - n * u)
+
+
+class EventCouplings(NamedTuple):
+    """What the event backend needs of the couplings, made once per change of the couplings.
+
+    ``rows[l]``: Jᵀ of layer l, contiguous (a changed neuron's outgoing couplings are a row);
+    None for int8 couplings (their columns are gathered exactly). ``coupling_rows[k]``: Wᵀ of a
+    dense coupling between layers. ``scale[l]``: Σ_j |J_ij| / unit and ``reach[l]``: the bound
+    M_i ≥ |F_i| for states in [−1, 1], both (*nets, N) float64. ``coupling_l1[k]``: Σ_j |W_ij|
+    of every coupling with a matrix.
+    """
+
+    rows: tuple[Tensor | None, ...]
+    coupling_rows: tuple[Tensor | None, ...]
+    scale: tuple[Tensor | None, ...]
+    reach: tuple[Tensor, ...]
+    coupling_l1: tuple[Tensor | None, ...]
+
+
+def _row_l1(W: Tensor) -> Tensor:
+    return W.abs().sum(dim=-1, dtype=_F64)
+
+
+def event_couplings(graph: Graph) -> EventCouplings:
+    """The :class:`EventCouplings` of ``graph``."""
+    rows, scale, reach = [], [], []
+    for layer, spec in enumerate(graph.layers):
+        if spec.J is None:
+            rows.append(None)
+            scale.append(None)
+            total = torch.zeros(spec.size, dtype=_F64)
+        else:
+            rows.append(spec.J.transpose(-1, -2).contiguous() if spec.J.dtype != torch.int8 else None)
+            scale.append(_row_l1(spec.J) / spec.unit)
+            total = scale[-1].clone()
+        for _, coupling in graph.incoming(layer, True):
+            if isinstance(coupling.pre, str):
+                continue
+            width = abs(coupling.strength) * (_row_l1(coupling.W) if coupling.W is not None else 1.0)
+            total = total + (width.to(total.device) if isinstance(width, Tensor) else width)
+        reach.append(total)
+    coupling_rows = tuple(
+        c.W.T.contiguous() if c.W is not None and not isinstance(c.pre, str) else None for c in graph.couplings
+    )
+    coupling_l1 = tuple(_row_l1(c.W) if c.W is not None else None for c in graph.couplings)
+    return EventCouplings(tuple(rows), coupling_rows, tuple(scale), tuple(reach), coupling_l1)
+
+
+class EventState(NamedTuple):
+    """What an event-driven relaxation carries: the states, the fields F^l and their error
+    bounds (None for exact int8 layers)."""
+
+    states: Tensor
+    fields: list[Tensor]
+    errors: list[Tensor | None]
+
+
+def _exact(spec_dtype: torch.dtype) -> bool:
+    return spec_dtype == torch.int8
+
+
+def start(graph: Graph, states: Tensor, phase: Phase, couplings: EventCouplings) -> EventState:
+    """Dense F^l of every layer for ``states`` and its error bound."""
+    fields, errors = [], []
+    for layer, spec in enumerate(graph.layers):
+        s = states[..., graph.slice(layer)]
+        exact = spec.J is not None and _exact(spec.J.dtype)
+        if spec.J is None or not bool(s.any()):
+            value, error = s.new_zeros(s.shape), s.new_zeros(s.shape[-1:], dtype=_F64)
+        else:
+            value = coupling_sum(spec, s)
+            error = _gamma(spec.size + 1, s.dtype) * couplings.scale[layer]
+        for k, coupling in graph.incoming(layer, phase.feedback):
+            if isinstance(coupling.pre, str) or coupling.strength == 0:
+                continue
+            pre = states[..., graph.slice(coupling.pre)]
+            if coupling.W is not None:
+                value = value + coupling.strength * (pre @ coupling.W.T)
+                bound = abs(coupling.strength) * _gamma(pre.shape[-1] + 1, s.dtype) * couplings.coupling_l1[k]
+                error = error + bound.to(error.device)
+            else:
+                value = value + coupling.strength * F.pad(pre, (0, spec.size - pre.shape[-1]))
+            error = error + torch.finfo(s.dtype).eps / 2 * couplings.reach[layer]
+        fields.append(value)
+        errors.append(None if exact else error)
+    return EventState(states, fields, errors)
+
+
+def constants(graph: Graph, phase: Phase, couplings: EventCouplings) -> list[tuple[Tensor | float, Tensor | float]]:
+    """Per layer: the phase-constant part of the field (source drives − θ) and a bound on its
+    rounding error."""
+    out = []
+    for layer, spec in enumerate(graph.layers):
+        value: Tensor | float = 0.0
+        error: Tensor | float = 0.0
+        for k, coupling in graph.incoming(layer, phase.feedback):
+            drive = phase.drives[k]
+            if not isinstance(coupling.pre, str) or drive is None or coupling.strength == 0:
+                continue
+            value = value + drive
+            if coupling.W is not None:
+                width = coupling.W.shape[1]
+                error = error + abs(coupling.strength) * _gamma(width + 1, drive.dtype) * couplings.coupling_l1[k]
+            error = error + torch.finfo(drive.dtype).eps / 2 * drive.abs().to(_F64)
+        threshold = phase.thresholds[layer]
+        if threshold is not None:
+            value = value - threshold
+            reach = (threshold.abs().to(_F64) + abs(spec.gamma) + abs(float(spec.j_d) if not isinstance(spec.j_d, Tensor) else 0.0))
+            error = error + _gamma(spec.size + len(graph.couplings) + 4, threshold.dtype) * (
+                reach + (couplings.scale[layer] if spec.J is not None else 0.0))
+        out.append((value, error))
+    return out
+
+
+def _exact_fields(graph: Graph, states: Tensor, phase: Phase, layer: int, idx: Tensor) -> Tensor:
+    """Fields (*batch, k) of neurons ``idx`` of ``layer`` in float64, from the couplings, the
+    states and the raw sources of the phase (the dense path's equation, in float64)."""
+    spec = graph.layers[layer]
+    s = states[..., graph.slice(layer)].to(_F64)
+    h = torch.zeros((*s.shape[:-1], idx.numel()), dtype=_F64, device=s.device)
+    if spec.J is not None:
+        h = torch.matmul(s, spec.J[..., idx, :].to(_F64).transpose(-1, -2)) / spec.unit
+    j_d = spec.j_d
+    if isinstance(j_d, Tensor):
+        j_d = j_d.to(device=s.device, dtype=_F64).reshape(*j_d.shape, *([1] * (s.dim() - j_d.dim())))
+    h = h + j_d * s[..., idx]
+    sources = {"input": phase.x, "label": phase.y}
+    for _, coupling in graph.incoming(layer, phase.feedback):
+        if coupling.strength == 0:
+            continue
+        if isinstance(coupling.pre, str):
+            value = sources[coupling.pre]
+            if value is None:
+                continue
+            if coupling.W is None:
+                term = F.pad(value.to(_F64), (0, spec.size - value.shape[-1]))[..., idx]
+            elif coupling.pre == "label" and not value.is_floating_point():
+                term = coupling.W[idx].to(_F64).T[value]
+            else:
+                term = value.to(_F64) @ coupling.W[idx].to(_F64).T
+        else:
+            pre = states[..., graph.slice(coupling.pre)].to(_F64)
+            if coupling.W is not None:
+                term = pre @ coupling.W[idx].to(_F64).T
+            else:
+                term = F.pad(pre, (0, spec.size - pre.shape[-1]))[..., idx]
+        h = h + coupling.strength * term
+    if phase.thresholds[layer] is not None:
+        h = h - zero_one_thresholds(graph, layer, phase.feedback, neurons=idx, dtype=_F64)
+    return h
+
+
+def _product(delta: Tensor, rows: Tensor | None, matrix: Tensor, dense_fraction: float) -> tuple[Tensor, int] | None:
+    """(Σ_j M_ij delta_j over the changed j, number of terms), shape (*batch, N_post); None when
+    nothing changed. ``rows`` = Mᵀ contiguous (float), or None to gather int8 columns of M."""
+    changed = delta.ne(0).reshape(-1, delta.shape[-1]).any(dim=0)
+    cols = torch.nonzero(changed).squeeze(-1)
+    k = cols.numel()
+    if k == 0:
+        return None
+    if rows is None:
+        block = matrix[..., :, cols].to(delta.dtype)
+        return torch.matmul(delta[..., cols], block.transpose(-1, -2)), k
+    if k > dense_fraction * delta.shape[-1]:
+        return torch.matmul(delta, rows), delta.shape[-1]
+    return torch.matmul(delta[..., cols], rows[..., cols, :]), k
+
+
+def _propagate(
+    graph: Graph, couplings: EventCouplings, carried: EventState, layer: int, delta: Tensor, phase: Phase,
+    dense_fraction: float,
+) -> None:
+    """Correct F (and its error bound) of every layer that receives from ``layer``."""
+    spec = graph.layers[layer]
+    fields, errors = carried.fields, carried.errors
+    u = torch.finfo(delta.dtype).eps / 2
+    if spec.J is not None:
+        result = _product(delta, couplings.rows[layer], spec.J, dense_fraction)
+        if result is not None:
+            change, k = result
+            if spec.unit != 1.0 and spec.J.dtype != torch.int8:
+                change = change / spec.unit
+            fields[layer] += change
+            if errors[layer] is not None:
+                errors[layer] = errors[layer] + 2 * _gamma(k + 1, delta.dtype) * couplings.scale[layer] \
+                    + u * couplings.reach[layer]
+    for k, coupling in graph.incoming_from(layer, phase.feedback):
+        if coupling.strength == 0:
+            continue
+        post = coupling.post
+        if coupling.W is None:
+            fields[post] += coupling.strength * F.pad(delta, (0, graph.layers[post].size - delta.shape[-1]))
+        else:
+            result = _product(delta, couplings.coupling_rows[k], coupling.W, dense_fraction)
+            if result is None:
+                continue
+            change, terms = result
+            fields[post] += coupling.strength * change
+            if errors[post] is not None:
+                errors[post] = errors[post] + 2 * abs(coupling.strength) * _gamma(terms + 1, delta.dtype) \
+                    * couplings.coupling_l1[k]
+        if errors[post] is not None:
+            errors[post] = errors[post] + u * couplings.reach[post]
+
+
+def event_sweep(
+    graph: Graph,
+    carried: EventState,
+    fixed: list[tuple[Tensor | float, Tensor | float]],
+    phase: Phase,
+    couplings: EventCouplings,
+    sequential: bool = True,
+    dense_fraction: float = DENSE_FRACTION,
+) -> Tensor:
+    """One synchronous sweep on carried fields, in place; returns the per-sample change mask."""
+    states = carried.states
+    changed = torch.zeros(states.shape[:-1], dtype=torch.bool, device=states.device)
+    pending = []
+    for layer, spec in enumerate(graph.layers):
+        part = graph.slice(layer)
+        s = states[..., part]
+        value, value_error = fixed[layer]
+        h = add_self_coupling(spec, carried.fields[layer], s) + value
+        new = layer_activate(spec, h, s)
+        error = carried.errors[layer]
+        if error is not None:
+            # |h| carries ≤ error + value_error + 2u(M + |J_D| + |h|) of rounding; twice that as margin
+            u = torch.finfo(h.dtype).eps / 2
+            j_d = spec.j_d.abs().max().item() if isinstance(spec.j_d, Tensor) else abs(spec.j_d)
+            bound = (2 * (error + value_error + 2 * u * (couplings.reach[layer] + j_d)) / (1 - 4 * u)).to(h.dtype)
+            unsure = h.abs() <= bound
+            if bool(unsure.any()):
+                cols = torch.nonzero(unsure.reshape(-1, unsure.shape[-1]).any(dim=0)).squeeze(-1)
+                exact = _exact_fields(graph, states, phase, layer, cols)
+                new[..., cols] = layer_activate(spec, exact, s[..., cols])
+        delta = new - s
+        changed |= delta.ne(0).any(dim=-1)
+        if sequential:
+            states[..., part] = new
+            _propagate(graph, couplings, carried, layer, delta, phase, dense_fraction)
+        else:
+            pending.append((layer, part, new, delta))
+    for layer, part, new, delta in pending:
+        states[..., part] = new
+        _propagate(graph, couplings, carried, layer, delta, phase, dense_fraction)
+    return changed
