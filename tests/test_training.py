@@ -139,10 +139,10 @@ def test_tensorboard_logs_scalars_and_histograms(tmp_path):
     events = EventAccumulator(logger.log_dir, size_guidance={"histograms": 0}).Reload()
     scalars, histograms = set(events.Tags()["scalars"]), set(events.Tags()["histograms"])
     for tag in ("train/loss_step", "train/acc_step", "train/sweeps", "train/not_converged",
-                "train/unstable_fraction/layer_1", "train/activity/layer_0",
-                "couplings/J_norm/layer_0", "val/acc", "val/sweeps", "val/not_converged"):
+                "train/unstable_fraction/layer_1", "train/activity/layer_2",
+                "couplings/J_norm/layer_1", "train/loss_epoch", "train/acc_epoch", "val/acc", "val/sweeps", "val/not_converged"):
         assert tag in scalars, tag
-    assert {"couplings/J/layer_0", "fields/layer_1"} <= histograms
+    assert {"couplings/J/layer_1", "fields/layer_2"} <= histograms
 
 
 def test_check_finite_stops_a_corrupted_run(tmp_path):

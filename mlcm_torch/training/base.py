@@ -54,14 +54,28 @@ class ClassifierModule(L.LightningModule, ABC):
                 f"num_classes={self.num_classes}"
             )
 
+    @staticmethod
+    def loss(logits: Tensor, y: Tensor) -> Tensor:
+        """Cross-entropy for class labels; binary cross-entropy against y > 0 for target vectors."""
+        if y.dim() == 2:
+            return F.binary_cross_entropy_with_logits(logits, (y > 0).to(logits.dtype))
+        return F.cross_entropy(logits, y)
+
+    @staticmethod
+    def correct(logits: Tensor, y: Tensor) -> Tensor:
+        """Per sample (B,) 1.0 where the prediction is right: the argmax class for labels, every
+        output sign for target vectors."""
+        if y.dim() == 2:
+            return ((logits >= 0) == (y > 0)).all(dim=-1).float()
+        return (logits.argmax(dim=-1) == y).float()
+
     def log_classification(self, stage: str, logits: Tensor, y: Tensor) -> Tensor:
         """Log loss and accuracy of ``logits`` for ``stage``; returns the loss."""
+        loss = self.loss(logits, y)
         if y.dim() == 2:
-            loss = F.binary_cross_entropy_with_logits(logits, (y > 0).to(logits.dtype))
             accuracy = self.exact_match[f"{stage}_acc"]
-            accuracy(((logits >= 0) == (y > 0)).all(dim=-1).float())
+            accuracy(self.correct(logits, y))
         else:
-            loss = F.cross_entropy(logits, y)
             accuracy = self.accuracy[f"{stage}_acc"]
             accuracy(logits, y)
         on_step = stage == "train"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -39,6 +39,10 @@ class MLCMClassifier(ClassifierModule):
         histogram_every_n_steps: log coupling and field histograms to TensorBoard every n
             optimizer steps (0: never; ignored with other loggers).
         check_finite: after every update, raise if a coupling is NaN or infinite.
+        micro_batch_size: run each loader batch as consecutive micro-batches of this size, each
+            with its own relaxation, local update and readout step — the same couplings as a
+            loader of that batch size (tested), with one Lightning step per loader batch
+            (``global_step`` still counts readout steps). Default: the whole batch.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class MLCMClassifier(ClassifierModule):
         readout_momentum: float = 0.0,
         histogram_every_n_steps: int = 0,
         check_finite: bool = False,
+        micro_batch_size: Optional[int] = None,
     ) -> None:
         if isinstance(network, dict):
             network = from_config(network, Network)
@@ -57,11 +62,16 @@ class MLCMClassifier(ClassifierModule):
         checks.one_of("readout_optimizer", readout_optimizer, ("sgd", "adam"))
         checks.finite_at_least("readout_momentum", readout_momentum, 0.0)
         checks.integer_at_least("histogram_every_n_steps", histogram_every_n_steps, 0)
+        if micro_batch_size is not None:
+            checks.integer_at_least("micro_batch_size", micro_batch_size, 1)
         self.save_hyperparameters(ignore=["network"])
         self.hparams["network"] = network.config()
         self.automatic_optimization = False
         self.network = network
         self.register_buffer("_epoch_not_converged", torch.zeros(2), persistent=False)
+        statistics = 4 + 2 * network.num_layers + 1
+        self.register_buffer("_train_sums", torch.zeros(statistics + 1), persistent=False)
+        self.register_buffer("_epoch_sums", torch.zeros(3), persistent=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params, lr = self.network.readout.parameters(), self.network.readout_options.lr
@@ -76,36 +86,75 @@ class MLCMClassifier(ClassifierModule):
         return self.trainer.strategy.reduce(delta, reduce_op="mean")
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """The convergence step, the local update and the readout step, for each micro-batch of
+        ``micro_batch_size`` samples of the loader's batch in turn (the whole batch by default).
+        Per-step statistics are summed on the device and logged on the steps the logger writes."""
         x, y = batch
+        size = self.hparams.micro_batch_size or x.shape[0]
+        for xs, ys in zip(x.split(size), y.split(size)):
+            loss = self._train_micro_batch(xs, ys)
+        if self.trainer.fast_dev_run or self.trainer._logger_connector.should_update_logs:
+            self._flush_train_logs()
+            self._log_coupling_norms()
+        return loss
+
+    def _train_micro_batch(self, x: Tensor, y: Tensor) -> Tensor:
         relaxation = self.network.relax(x, y)
         features = self.network.layer_states(relaxation.states, self.network.num_layers - 1)
         perceptron_readout = self.network.readout_options.rule == "perceptron"
         with torch.set_grad_enabled(not perceptron_readout):
             logits = self.network.readout(features)
-        stats = self.network.local_update(relaxation, x, y, reduce=self._mean_over_processes)
+        stats = self.network.local_update(relaxation, x, y, reduce=self._reduce())
         if self.hparams.check_finite:
             self._check_finite()
         optimizer = self.optimizers()
         optimizer.zero_grad()
-        loss = self.log_classification("train", logits, y)
+        loss = self.loss(logits, y)
         if not perceptron_readout:
             self.manual_backward(loss)
         optimizer.step()
-        self._log_dynamics("train", relaxation, y.shape[0])
-        for layer, value in enumerate(stats["unstable_fraction"]):
-            self.log(f"train/unstable_fraction/layer_{layer}", value, batch_size=y.shape[0])
-        if "readout_unstable_fraction" in stats:
-            self.log("train/readout_unstable_fraction", stats["readout_unstable_fraction"],
-                     batch_size=y.shape[0])
-        if self.trainer.fast_dev_run or self.trainer._logger_connector.should_update_logs:
-            self._log_coupling_norms()
+        batch = y.shape[0]
+        values = [loss.detach(), self.correct(logits.detach(), y).mean(), relaxation.sweeps.float().mean(),
+                  relaxation.not_converged_fraction(),
+                  *relaxation.activity(self.network.state_encoding, self.network.sizes),
+                  *stats["unstable_fraction"], stats.get("readout_unstable_fraction", loss.new_zeros(()))]
+        step = torch.stack(values) * batch
+        self._train_sums[:-1] += step
+        self._train_sums[-1] += batch
+        self._epoch_sums[:-1] += step[:2]
+        self._epoch_sums[-1] += batch
         self._epoch_not_converged += torch.stack(
-            [(~relaxation.converged).sum(), torch.tensor(y.shape[0], device=y.device)]
+            [(~relaxation.converged).sum(), torch.tensor(batch, device=y.device)]
         )
         every = self.hparams.histogram_every_n_steps
         if every and self.global_step % every == 0:
             self._log_histograms(relaxation, x, y)
         return loss
+
+    def _train_names(self) -> list[str]:
+        layers = range(1, self.network.num_layers + 1)
+        names = ["train/loss_step", "train/acc_step", "train/sweeps", "train/not_converged",
+                 *(f"train/activity/layer_{layer}" for layer in layers),
+                 *(f"train/unstable_fraction/layer_{layer}" for layer in layers)]
+        if self.network.readout_options.rule == "perceptron":
+            names.append("train/readout_unstable_fraction")
+        return names
+
+    def _flush_train_logs(self) -> None:
+        """Log the means of the statistics summed since the last logging step, at once."""
+        count = self._train_sums[-1]
+        if not bool(count > 0):
+            return
+        means = self._train_sums[:-1] / count
+        names = self._train_names()
+        self.log_dict(dict(zip(names, means[: len(names)])), on_step=True, on_epoch=False)
+        self.log_dict({"loss": means[0], "acc": means[1]}, on_step=True, on_epoch=False, prog_bar=True,
+                      logger=False)
+        self._train_sums.zero_()
+
+    def _reduce(self):
+        """Mean across processes for data parallelism; nothing to do on one process."""
+        return self._mean_over_processes if self.trainer.world_size > 1 else None
 
     def evaluation_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
@@ -116,8 +165,15 @@ class MLCMClassifier(ClassifierModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_not_converged.zero_()
+        self._epoch_sums.zero_()
+        self._train_sums.zero_()
 
     def on_train_epoch_end(self) -> None:
+        count = self._epoch_sums[-1]
+        if bool(count > 0):
+            loss, acc = (self._epoch_sums[:-1] / count).unbind()
+            self.log_dict({"train/loss_epoch": loss, "train/acc_epoch": acc}, on_step=False, on_epoch=True,
+                          sync_dist=True)
         missed, seen = self._epoch_not_converged.tolist()
         if missed:
             rank_zero_warn(
@@ -131,14 +187,14 @@ class MLCMClassifier(ClassifierModule):
         self.log(f"{stage}/sweeps", relaxation.sweeps.float().mean(), batch_size=batch)
         self.log(f"{stage}/not_converged", relaxation.not_converged_fraction(), batch_size=batch)
         activity = relaxation.activity(self.network.state_encoding, self.network.sizes)
-        for layer, value in enumerate(activity):
+        for layer, value in enumerate(activity, start=1):
             self.log(f"{stage}/activity/layer_{layer}", value, batch_size=batch)
 
     def _log_coupling_norms(self) -> None:
         """Coupling norms; called only on steps the logger writes (each is a pass over J),
         as Lightning's own LearningRateMonitor decides."""
         net = self.network
-        for layer, module in enumerate(net.layers):
+        for layer, module in enumerate(net.layers, start=1):
             self.log(f"couplings/J_norm/layer_{layer}", torch.linalg.matrix_norm(module.J))
         for index, coupling in enumerate(net.couplings):
             if coupling.lr > 0:
@@ -151,8 +207,8 @@ class MLCMClassifier(ClassifierModule):
         writer, step = self.logger.experiment, self.global_step
         h = self.network.fields(relaxation.states, x, y)
         for layer, module in enumerate(self.network.layers):
-            writer.add_histogram(f"couplings/J/layer_{layer}", module.J, step)
-            writer.add_histogram(f"fields/layer_{layer}", self.network.layer_states(h, layer), step)
+            writer.add_histogram(f"couplings/J/layer_{layer + 1}", module.J, step)
+            writer.add_histogram(f"fields/layer_{layer + 1}", self.network.layer_states(h, layer), step)
 
     def _check_finite(self) -> None:
         for name, tensor in (*self.network.named_buffers(), *self.network.named_parameters()):
