@@ -1,0 +1,159 @@
+"""The fast paths against the plain ones: event-driven relaxation against the dense sweep, the
+one-GEMM update against the formed delta, micro-batches against small loader batches.
+
+"Same" for the event backend means: the decisions of the dense path evaluated in float64.
+So both backends are compared on float64 networks (where the dense path is that float64
+path), and a float32 event network is compared with the same couplings in float64.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import lightning as L
+import pytest
+import torch
+
+from mlcm_torch import MLCM, Dense, Dynamics, InputCoupling, LabelCoupling, Network, OneToOne, RecurrentLayer
+from mlcm_torch.data import SyntheticDataModule
+from mlcm_torch.functional import prepare_phase, relax
+from mlcm_torch.training import MLCMClassifier
+
+D, N, C = 24, 40, 4
+SYNC = ["layer_sequential_sync", "layer_independent_sync"]
+
+
+def chain(encoding="pm1", schedule="layer_sequential_sync", backend="dense", layers=3, **kw):
+    kw.setdefault("j_d", 0.4)
+    net = MLCM(D, N, layers, C, seed=5, state_encoding=encoding, schedule=schedule, lambda_in=1.5,
+               lambda_left=0.8, lambda_right=0.5, lambda_out=1.0, max_sweeps=40, input_coupling="dense",
+               lr=0.1, lr_in=0.05, robustness=0.5, weight_decay=0.1, **kw)
+    return _with_backend(net, backend)
+
+
+def _with_backend(net: Network, backend: str) -> Network:
+    net.dynamics = Dynamics(**{**net.dynamics.__dict__, "backend": backend})
+    return net
+
+
+def mixed(backend="dense", tie="plus"):
+    """Two layers, a learnable dense forward coupling, a clamped one-to-one
+    backward coupling, and the input into both."""
+    layers = [RecurrentLayer(N, j_d=0.3, lr=0.1, robustness=0.3, tie=tie),
+              RecurrentLayer(N, j_d=0.3, lr=0.1, robustness=0.3, tie=tie)]
+    couplings = [InputCoupling(0, 1.5, lr=0.05), InputCoupling(1, 1.0), Dense(1, 0, 1.2, lr=0.05),
+                 OneToOne(0, 1, 0.7, phases="clamped"), LabelCoupling(-1, 1.0)]
+    init = "input" if tie != "plus" else "zeros"
+    return Network(D, C, layers, couplings, seed=2, dynamics=Dynamics(max_sweeps=40, init_state=init,
+                                                                      backend=backend))
+
+
+def batch(encoding="pm1", b=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 2, (b, D), generator=g).float()
+    return (2 * x - 1 if encoding == "pm1" else x), torch.randint(0, C, (b,), generator=g)
+
+
+def both_relaxations(net: Network, x, y, feedback):
+    """(dense float64, event float32) relaxations of the same couplings from the same start."""
+    net64 = copy.deepcopy(net).double()
+    graph, graph64 = net.graph(), net64.graph()
+    start = net.initial_states(x)
+    schedule = net.dynamics.schedule
+    dense = relax(graph64, start.double(), prepare_phase(graph64, x.double(), y, feedback), 40, schedule)
+    event = relax(graph, start, prepare_phase(graph, x, y, feedback), 40, schedule, backend="event")
+    return dense, event
+
+
+@pytest.mark.parametrize("encoding,schedule", itertools.product(["pm1", "01"], SYNC))
+@pytest.mark.parametrize("labelled", [False, True])
+def test_event_decisions_equal_dense_float64(encoding, schedule, labelled):
+    net = chain(encoding, schedule, sparsity_threshold=0.1 if encoding == "01" else 0.0)
+    x, y = batch(encoding)
+    dense, event = both_relaxations(net, x, y if labelled else None, labelled)
+    assert dense.converged.any()
+    assert torch.equal(dense.states.float(), event.states)
+    assert torch.equal(dense.sweeps, event.sweeps) and torch.equal(dense.converged, event.converged)
+
+
+@pytest.mark.parametrize("tie", ["plus", "flip", "keep"])
+def test_event_on_a_composed_network_and_every_tie_rule(tie):
+    net = mixed(tie=tie)
+    x, y = batch()
+    for labelled in (False, True):
+        dense, event = both_relaxations(net, x, y if labelled else None, labelled)
+        assert torch.equal(dense.states.float(), event.states), (tie, labelled)
+        assert torch.equal(dense.sweeps, event.sweeps)
+
+
+def test_event_rechecks_fields_near_zero():
+    """h_0 = J_01 + J_02 − 1 = 1 − 1e-8 − 1 < 0 exactly, but float32 rounds 1 − 1e-8 to 1 and
+    the dense sweep sees h_0 = 0, so sign(0) = +1. The event backend re-checks it: −1."""
+    layer = RecurrentLayer(3)
+    net = Network(3, 2, [layer], [InputCoupling(0, 1.0, kind="identity")], seed=0)
+    layer.J.copy_(torch.tensor([[0.0, 1.0, -1e-8], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    x = torch.tensor([[-1.0, 1.0, 1.0]])
+    states = torch.ones(1, 3)
+    graph = net.graph()
+    phase = prepare_phase(graph, x, None, False)
+    dense32 = relax(graph, states, phase, 1)
+    event = relax(graph, states, phase, 1, backend="event")
+    net64 = copy.deepcopy(net).double()
+    dense64 = relax(net64.graph(), states.double(), prepare_phase(net64.graph(), x.double(), None, False), 1)
+    assert dense32.states[0, 0] == 1.0  # the float32 rounding the re-check exists for
+    assert event.states[0, 0] == -1.0 and torch.equal(event.states, dense64.states.float())
+
+
+@pytest.mark.parametrize("make", [lambda b: chain(backend=b), lambda b: mixed(backend=b)], ids=["chain", "mixed"])
+def test_fifty_training_steps_give_identical_couplings(make):
+    dense, event = make("dense").double(), make("event").double()
+    for step in range(50):
+        x, y = batch(seed=step, b=8)
+        x = x.double()
+        for net in (dense, event):
+            net.local_update(net.relax(x, y), x, y)
+    for (name, a), (_, b) in zip(dense.state_dict().items(), event.state_dict().items()):
+        if torch.is_tensor(a):
+            assert torch.equal(a, b), name
+
+
+def test_auto_backend_picks_event_for_synchronous_cpu_runs():
+    net = chain(backend="auto")
+    assert net.sweep_backend(torch.device("cpu")) == "event"
+    assert chain(backend="auto", schedule="layer_sequential_async").sweep_backend(torch.device("cpu")) == "dense"
+    assert chain(backend="auto", k_winners=5).sweep_backend(torch.device("cpu")) == "dense"
+    with pytest.raises(ValueError, match="backend='fast' is not supported"):
+        Dynamics(backend="fast")
+    with pytest.raises(ValueError, match="synchronous schedule"):
+        chain(backend="event", schedule="layer_sequential_async").relax(*batch())
+
+
+def test_one_gemm_update_equals_the_formed_delta():
+    a, b = chain(), chain()
+    x, y = batch()
+    r = a.relax(x, y)
+    a.local_update(r, x, y)
+    b.local_update(r, x, y, reduce=lambda t: t)  # forms every delta, then adds it
+    for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        if torch.is_tensor(p):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_micro_batches_give_the_couplings_of_small_loader_batches():
+    def fit(batch_size, micro):
+        L.seed_everything(0)
+        net = MLCM(32, 48, 2, 4, j_d=0.5, lambda_in=2.0, lambda_left=1.0, lambda_right=0.5, lambda_out=2.0,
+                   lr=0.05, robustness=0.5, max_sweeps=15, seed=3, input_coupling="dense", lr_in=0.02)
+        model = MLCMClassifier(net, micro_batch_size=micro)
+        data = SyntheticDataModule(num_classes=4, in_features=32, train_size=100, val_size=0, batch_size=batch_size)
+        trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+        trainer.fit(model, data)
+        return trainer.global_step, {k: v.clone() for k, v in net.state_dict().items() if torch.is_tensor(v)}
+
+    steps_small, small = fit(8, None)
+    steps_micro, micro = fit(32, 8)
+    assert steps_small == steps_micro == 2 * 13
+    for key in small:
+        assert torch.equal(small[key], micro[key]), key
