@@ -1,15 +1,19 @@
-"""Throughput of the MLCM dynamics: samples/s of a training step, a relaxation, inference.
+"""Throughput of the MLCM dynamics: samples/s of a training step, a relaxation, inference, and
+of the real ``lightning fit`` loop, for each sweep backend.
 
 Builds the network from a config's ``model.init_args.network`` entry and feeds
 random ±1 (or {0,1}) inputs of the config's width. A training step is what
 ``MLCMClassifier.training_step`` computes: relax with the label, local update, readout step;
 ``relax`` is the relaxation with the label alone; ``infer`` the label-free relaxation and
 the readout.
-Prints one JSON line per (config, batch size), with medians over ``--repeats`` timings of
-``--steps`` steps each.
+Prints one JSON line per (config, batch size, backend), with medians over ``--repeats``
+timings of ``--steps`` steps each. With ``--lightning S1 S2`` it also runs
+``python -m mlcm_torch fit --config <config>`` for S1 and for S2 steps (no logger, checkpoints
+or validation) and reports the seconds per step (t(S2) − t(S1)) / (S2 − S1), so start-up and
+data preparation cancel; that needs the config's data (e.g. MNIST in ``$MLCM_DATA_DIR``).
 
     python benchmarks/bench_throughput.py --config lightning_configs/mnist.yaml \
-        --device cpu --batch-size 16 --steps 20
+        --device cpu --batch-size 16 --steps 20 --backend dense event --lightning 20 120
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import json
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
+from dataclasses import replace
 
 import torch
 import yaml
@@ -28,11 +35,31 @@ from mlcm_torch import Network
 from mlcm_torch.module.config import from_config
 
 
-def build(config: str, device: str, seed: int) -> Network:
+def build(config: str, device: str, seed: int, backend: str) -> Network:
     with open(config) as f:
         network = yaml.safe_load(f)["model"]["init_args"]["network"]
     network["init_args"].update(seed=seed, check_inputs=False)
-    return from_config(network, Network).to(device)
+    model = from_config(network, Network).to(device)
+    model.dynamics = replace(model.dynamics, backend=backend)
+    return model
+
+
+def lightning_seconds_per_step(config: str, backend: str, steps: tuple[int, int], device: str) -> float:
+    """Seconds per step of the real CLI loop, from two runs of different lengths."""
+    key = "network.init_args.backend" if "mlcm_torch.MLCM" in open(config).read() else "network.init_args.dynamics.backend"
+    times = []
+    for count in steps:
+        command = [
+            sys.executable, "-m", "mlcm_torch", "fit", "--config", config, f"--trainer.max_steps={count}",
+            "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=null",
+            "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false", f"--trainer.accelerator={device.split(':')[0]}",
+            f"--model.init_args.{key}={backend}",
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return (times[1] - times[0]) / (steps[1] - steps[0])
 
 
 def sync(device: str) -> None:
@@ -54,8 +81,9 @@ def timed(fn, steps: int, repeats: int, device: str) -> float:
     return statistics.median(runs)
 
 
-def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed: int) -> dict:
-    model = build(config, device, seed)
+def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed: int, backend: str,
+            lightning: tuple[int, int] | None) -> dict:
+    model = build(config, device, seed, backend)
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 2, (batch, model.in_features), generator=g).float()
     x = (2 * x - 1 if model.state_encoding == "pm1" else x).to(device)
@@ -91,8 +119,10 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
         if device.startswith("cuda")
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
-    return {
+    record = {
         "config": config,
+        "backend": backend,
+        "resolved_backend": model.sweep_backend(torch.device(device)),
         "device": device,
         "device_name": torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
@@ -106,6 +136,15 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
         "peak_memory_mib": round(peak, 1),
         "torch": torch.__version__,
     }
+    if lightning is not None:
+        with open(config) as f:
+            loader_batch = yaml.safe_load(f)["data"]["init_args"].get("batch_size", 16)
+        seconds = lightning_seconds_per_step(config, backend, lightning, device)
+        record["lightning_fit_batch_size"] = loader_batch
+        record["lightning_fit_samples_per_s"] = round(loader_batch / seconds, 1)
+        if loader_batch == batch:
+            record["lightning_overhead"] = round(seconds / train_s - 1, 3)
+    return record
 
 
 def main() -> None:
@@ -116,10 +155,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", nargs="+", default=["dense", "event"], choices=["dense", "event", "auto"])
+    parser.add_argument("--lightning", type=int, nargs=2, metavar=("S1", "S2"),
+                        help="also time `lightning fit` for S1 and S2 steps (the config's batch size)")
     args = parser.parse_args()
     for config in args.config:
         for batch in args.batch_size:
-            print(json.dumps(measure(config, args.device, batch, args.steps, args.repeats, args.seed)), flush=True)
+            for backend in args.backend:
+                record = measure(config, args.device, batch, args.steps, args.repeats, args.seed, backend,
+                                 tuple(args.lightning) if args.lightning else None)
+                print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ def test_throughput_benchmark_prints_json_lines():
     out = subprocess.run(
         [sys.executable, "benchmarks/bench_throughput.py", "--config",
          "lightning_configs/entangled_mnist.yaml", "--device", "cpu", "--batch-size", "4", "8",
-         "--steps", "1", "--repeats", "1"],
+         "--steps", "1", "--repeats", "1", "--backend", "dense", "event"],
         cwd=ROOT, check=True, capture_output=True, text=True, timeout=300,
     ).stdout
     lines = [json.loads(line) for line in out.splitlines()]
-    assert [line["batch_size"] for line in lines] == [4, 8]
+    assert [(line["batch_size"], line["backend"]) for line in lines] == [
+        (4, "dense"), (4, "event"), (8, "dense"), (8, "event")]
     for line in lines:
         assert line["device"] == "cpu" and line["sizes"] == [1600]
         for key in ("train_samples_per_s", "relax_samples_per_s", "infer_samples_per_s",

@@ -15,7 +15,7 @@ from mlcm_torch.module import checks
 from mlcm_torch.module.couplings import InputCoupling, LabelCoupling, OneToOne, Phases
 from mlcm_torch.module.layers import RecurrentLayer
 from mlcm_torch.module.network import Network
-from mlcm_torch.module.options import Dynamics, InitState, LrScaling, Protocol, Readout, ReadoutRule
+from mlcm_torch.module.options import Backend, Dynamics, InitState, LrScaling, Protocol, Readout, ReadoutRule
 
 
 class MLCM(Network):
@@ -66,6 +66,7 @@ class MLCM(Network):
         input_sparsity: fraction of zero W_in entries (dense input only).
         rightward_phases: when λ_R acts: ``clamped`` (with the label only, thesis Alg. 2) or
             ``always`` (chains held by one-to-one couplings in both directions).
+        backend: sweep implementation, ``dense``, ``event`` or ``auto`` (see :class:`Dynamics`).
     """
 
     def __init__(
@@ -105,6 +106,7 @@ class MLCM(Network):
         j_sparsity: float = 0.0,
         input_sparsity: float = 0.0,
         rightward_phases: Phases = "clamped",
+        backend: Backend = "auto",
     ) -> None:
         checks.integer_at_least("num_layers", num_layers, 1)
         checks.integer_at_least("hidden", hidden, 1)
@@ -129,7 +131,7 @@ class MLCM(Network):
         super().__init__(
             in_features, num_classes, layers, couplings,
             dynamics=Dynamics(schedule, protocol, max_sweeps, free_sweeps, warmup_sweeps, inference_sweeps,
-                              init_state),
+                              init_state, backend),
             readout=Readout(readout, readout_lr, readout_margin, tuple(readout_targets), weight_decay),
             state_encoding=state_encoding, lr_scaling=lr_scaling, seed=seed, check_inputs=check_inputs,
         )

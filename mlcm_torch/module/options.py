@@ -50,7 +50,7 @@ class Dynamics:
     warmup_sweeps: int = 0
     inference_sweeps: Optional[int] = None
     init_state: InitState = "zeros"
-    backend: Backend = "dense"
+    backend: Backend = "auto"
 
     def __post_init__(self) -> None:
         checks.one_of("backend", self.backend, Backend)
