@@ -25,7 +25,15 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from mlcm_torch.functional.events import EventCouplings, event_couplings, event_sweep, start
+from mlcm_torch.functional.events import (
+    EventCouplings,
+    async_event_sweep,
+    event_couplings,
+    event_sweep,
+    exact_constants,
+    start,
+    start_exact,
+)
 from mlcm_torch.functional.events import constants as event_constants
 from mlcm_torch.functional.fields import add_self_coupling, fields, is_fixed_point, layer_activate, layer_fields
 from mlcm_torch.functional.graph import Graph, Layer, Phase
@@ -230,9 +238,9 @@ def relax(
     if backend not in ("dense", "event"):
         raise ValueError(f"backend={backend!r} is not supported; expected one of ['dense', 'event']")
     if backend == "event" and not event_supported(graph, schedule):
-        raise ValueError("backend='event' needs a synchronous schedule and no k-winners-take-all layer")
+        raise ValueError("backend='event' does not run k-winners-take-all layers (decided by rank)")
     if backend == "event" and not compact:
-        states = _relax_event(graph, states, phase, max_sweeps, schedule.startswith("layer_sequential"),
+        states = _relax_event(graph, states, phase, max_sweeps, schedule, generator,
                               prepared or event_couplings(graph), sweeps, converged)
     elif compact:
         states = _relax_compacted(graph, states.clone(), phase, max_sweeps, schedule, generator, block,
@@ -254,24 +262,36 @@ def relax(
 
 
 def event_supported(graph: Graph, schedule: str) -> bool:
-    """Whether the event backend runs ``schedule`` on ``graph``."""
-    return schedule.endswith("_sync") and all(spec.k_winners is None for spec in graph.layers)
+    """Whether the event backend runs ``schedule`` on ``graph`` (every schedule, without
+    k-winners-take-all layers)."""
+    return all(spec.k_winners is None for spec in graph.layers)
 
 
 def _relax_event(
-    graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, sequential: bool, prepared: EventCouplings,
-    sweeps: Tensor, converged: Tensor,
+    graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, schedule: str,
+    generator: torch.Generator | None, prepared: EventCouplings, sweeps: Tensor, converged: Tensor,
 ) -> Tensor:
-    """The loop of :func:`relax` on carried fields; updates ``sweeps`` and ``converged`` in place."""
-    carried = start(graph, states.clone(), phase, prepared)
-    fixed = event_constants(graph, phase, prepared)
+    """The loop of :func:`relax` on carried fields; updates ``sweeps`` and ``converged`` in place.
+    Synchronous schedules carry float32 fields with proven bounds; asynchronous ones float64."""
+    sequential = schedule.startswith("layer_sequential")
+    synchronous = schedule.endswith("_sync")
+    if synchronous:
+        carried = start(graph, states.clone(), phase, prepared)
+        fixed = event_constants(graph, phase, prepared)
+    else:
+        carried = start_exact(graph, states.to(torch.float64), phase)
+        fixed = exact_constants(graph, phase)
     for _ in range(max_sweeps):
-        changed = event_sweep(graph, carried, fixed, phase, prepared, sequential)
+        if synchronous:
+            changed = event_sweep(graph, carried, fixed, phase, prepared, sequential)
+        else:
+            order = async_order(graph, sequential, generator)
+            changed = async_event_sweep(graph, carried, fixed, phase, prepared, order)
         sweeps += ~converged
         converged |= ~changed
         if bool(converged.all()):
             break
-    return carried.states
+    return carried.states.to(states.dtype)
 
 
 def _relax_compacted(

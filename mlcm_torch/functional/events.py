@@ -1,5 +1,5 @@
-"""Event-driven synchronous sweeps: local fields carried from sweep to sweep and corrected only
-by the couplings of the neurons that changed, with exact decisions.
+"""Event-driven sweeps: local fields carried from sweep to sweep and corrected only by the
+couplings of the neurons that changed, with exact decisions.
 
 After the first sweep of a relaxation almost no neuron flips (on MNIST, 1600 neurons: about 60,
 15, 5, 2, 1 flips per sample in the sweeps after the first), so recomputing all N² products
@@ -20,6 +20,9 @@ So every decision is the sign of the field evaluated in float64 — the decision
 path run in float64 — while the work is float32. With int8 couplings fields are exact integers
 and nothing is re-checked. k-winners-take-all decides by ranks, not signs: it stays on the dense
 path.
+
+Asynchronous schedules (:func:`async_event_sweep`) carry float64 accumulators instead and skip,
+in one vectorised scan, the stretch of the random order in which no sample changes.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mlcm_torch.functional.fields import add_self_coupling, coupling_sum, layer_activate, zero_one_thresholds
+from mlcm_torch.functional.fields import add_self_coupling, coupling_sum, layer_activate, source_drive, zero_one_thresholds
 from mlcm_torch.functional.graph import Graph, Phase
 
 DENSE_FRACTION = 0.25
@@ -292,3 +295,103 @@ def event_sweep(
         states[..., part] = new
         _propagate(graph, couplings, carried, layer, delta, phase, dense_fraction)
     return changed
+
+
+def start_exact(graph: Graph, states: Tensor, phase: Phase) -> EventState:
+    """Dense F^l in float64 (the asynchronous event sweep carries float64 accumulators)."""
+    fields = []
+    for layer, spec in enumerate(graph.layers):
+        s = states[..., graph.slice(layer)]
+        if spec.J is None or not bool(s.any()):
+            value = s.new_zeros(s.shape)
+        elif spec.J.dtype == torch.int8:
+            value = coupling_sum(spec, s.float()).to(_F64)
+        else:
+            value = torch.matmul(s, spec.J.to(_F64).transpose(-1, -2)) / spec.unit
+        for _, coupling in graph.incoming(layer, phase.feedback):
+            if isinstance(coupling.pre, str) or coupling.strength == 0:
+                continue
+            pre = states[..., graph.slice(coupling.pre)]
+            if coupling.W is not None:
+                value = value + coupling.strength * (pre @ coupling.W.to(_F64).T)
+            else:
+                value = value + coupling.strength * F.pad(pre, (0, spec.size - pre.shape[-1]))
+        fields.append(value)
+    return EventState(states, fields, [None] * len(fields))
+
+
+def _column(matrix: Tensor, rows: Tensor | None, i: int) -> Tensor:
+    """Column i of M (its couplings from presynaptic neuron i) in float64, (*nets, N_post)."""
+    return (rows[..., i, :] if rows is not None else matrix[..., :, i]).to(_F64)
+
+
+def async_event_sweep(
+    graph: Graph,
+    carried: EventState,
+    fixed: list[Tensor | float],
+    phase: Phase,
+    couplings: EventCouplings,
+    order: list[tuple[int, Tensor]],
+) -> Tensor:
+    """One asynchronous sweep in ``order`` on float64 carried fields, in place; returns the
+    per-sample change mask.
+
+    Exactly sequential: the decisions of all remaining neurons of a run are evaluated at once
+    from the current fields; the first position where some sample changes is applied and its
+    couplings correct the fields; the scan resumes after it. Positions before it change in no
+    sample, so skipping them is exact.
+    """
+    states, fields = carried.states, carried.fields
+    changed = torch.zeros(states.shape[:-1], dtype=torch.bool, device=states.device)
+    for layer, neurons in order:
+        spec = graph.layers[layer]
+        offset = graph.offsets[layer]
+        neurons = neurons.to(states.device)
+        position = 0
+        while position < neurons.numel():
+            idx = neurons[position:]
+            s = states[..., offset + idx]
+            constant = fixed[layer] if not isinstance(fixed[layer], Tensor) else fixed[layer][..., idx]
+            new = layer_activate(spec, add_self_coupling(spec, fields[layer][..., idx], s) + constant, s)
+            flips = (new != s).reshape(-1, idx.numel()).any(dim=0)
+            if not bool(flips.any()):
+                break
+            first = int(torch.argmax(flips.to(torch.uint8)))
+            i = int(idx[first])
+            delta = new[..., first] - s[..., first]
+            states[..., offset + i] = new[..., first]
+            changed |= delta != 0
+            if spec.J is not None:
+                column = _column(spec.J, couplings.rows[layer], i)
+                scale = 1.0 if spec.J.dtype == torch.int8 else 1.0 / spec.unit
+                fields[layer] += (delta * scale).unsqueeze(-1) * column.unsqueeze(-2)
+            for k, coupling in graph.incoming_from(layer, phase.feedback):
+                if coupling.strength == 0:
+                    continue
+                if coupling.W is None:
+                    if i < graph.layers[coupling.post].size:
+                        fields[coupling.post][..., i] += coupling.strength * delta
+                else:
+                    column = _column(coupling.W, couplings.coupling_rows[k], i)
+                    fields[coupling.post] += coupling.strength * delta.unsqueeze(-1) * column.unsqueeze(-2)
+            position += first + 1
+    return changed
+
+
+def exact_constants(graph: Graph, phase: Phase) -> list[Tensor | float]:
+    """The phase-constant part of each layer's field (source drives − θ) in float64, from the
+    raw sources of the phase."""
+    sources = {"input": phase.x, "label": phase.y}
+    out = []
+    for layer, spec in enumerate(graph.layers):
+        value: Tensor | float = 0.0
+        for _, coupling in graph.incoming(layer, phase.feedback):
+            source = sources.get(coupling.pre) if isinstance(coupling.pre, str) else None
+            if source is None or coupling.strength == 0:
+                continue
+            exact = coupling._replace(W=coupling.W.to(_F64) if coupling.W is not None else None)
+            value = value + source_drive(exact, source if not source.is_floating_point() else source.to(_F64), spec.size)
+        if phase.thresholds[layer] is not None:
+            value = value - zero_one_thresholds(graph, layer, phase.feedback, dtype=_F64)
+        out.append(value)
+    return out

@@ -37,10 +37,11 @@ class Dynamics:
             ``max_sweeps``).
         init_state: ``zeros`` (the first sweep starts from zero states) or ``input`` (every
             layer starts at the activation of the input drive of the first layer).
-        backend: ``dense`` recomputes every field each sweep (float32 on float32 couplings);
-            ``event`` carries the fields in float64 and corrects them by the neurons that
-            changed (:mod:`mlcm_torch.functional.events`; synchronous schedules, else dense);
-            ``auto`` picks ``event`` where it measured faster: synchronous schedules on the CPU.
+        backend: ``dense`` recomputes every field each sweep (in the couplings' dtype);
+            ``event`` carries the fields and corrects them by the neurons that changed, with
+            the decisions of the dense path evaluated in float64
+            (:mod:`mlcm_torch.functional.events`; not for k-winners-take-all); ``auto``
+            picks ``event`` where it measured faster: on the CPU, without k-winners.
     """
 
     schedule: Schedule = "layer_sequential_sync"
