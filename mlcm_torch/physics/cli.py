@@ -56,6 +56,17 @@ def _flatten(groups: list[list[float]]) -> list[float]:
     return [v for g in groups for v in g]
 
 
+def _parameter(value):
+    """A parsed option as the JSON record stores it: paths as strings, and the lists of lists of
+    the ``float_values`` options (one list per argument: ``--j-d 0.5 1:2:0.5``) flat, as the
+    experiment sees them (``[0.5, 1.0, 1.5, 2.0]``)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        return _flatten(value)
+    return value
+
+
 def _common(p: argparse.ArgumentParser, n_default: list[int]) -> None:
     p.add_argument("--n", type=int, nargs="+", default=n_default, help="network size(s) N")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -236,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
     except MemoryError as exc:
         raise SystemExit(f"{args.experiment}: {exc}") from None
     elapsed = time.perf_counter() - start
-    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    params = {k: _parameter(v) for k, v in vars(args).items()}
     record = {
         "experiment": args.experiment,
         "command": "python -m mlcm_torch.physics " + shlex.join(argv),
