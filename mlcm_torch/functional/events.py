@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mlcm_torch.functional.fields import add_self_coupling, coupling_sum, layer_activate, source_drive, zero_one_thresholds
-from mlcm_torch.functional.graph import Graph, Phase
+from mlcm_torch.functional.graph import Graph, Layer, Phase
 
 DENSE_FRACTION = 0.25
 """Above this fraction of changed presynaptic neurons (union over the batch) a correction is one
@@ -209,11 +209,13 @@ def _product(delta: Tensor, rows: Tensor | None, matrix: Tensor, dense_fraction:
     k = cols.numel()
     if k == 0:
         return None
+    if k > dense_fraction * delta.shape[-1]:
+        if rows is None:
+            return coupling_sum(Layer(matrix.shape[-1], matrix), delta), delta.shape[-1]
+        return torch.matmul(delta, rows), delta.shape[-1]
     if rows is None:
         block = matrix[..., :, cols].to(delta.dtype)
         return torch.matmul(delta[..., cols], block.transpose(-1, -2)), k
-    if k > dense_fraction * delta.shape[-1]:
-        return torch.matmul(delta, rows), delta.shape[-1]
     return torch.matmul(delta[..., cols], rows[..., cols, :]), k
 
 
