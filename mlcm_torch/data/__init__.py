@@ -5,6 +5,7 @@ from mlcm_torch.data.datamodules import (
     EpochShuffleSampler,
     FashionMNISTDataModule,
     MNISTDataModule,
+    ResumableDataLoader,
     SyntheticDataModule,
 )
 from mlcm_torch.data.encodings import RandomProjection, binarize
@@ -15,6 +16,7 @@ __all__ = [
     "FashionMNISTDataModule",
     "MNISTDataModule",
     "RandomProjection",
+    "ResumableDataLoader",
     "SyntheticDataModule",
     "binarize",
 ]

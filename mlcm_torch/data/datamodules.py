@@ -12,15 +12,23 @@ the permutation across processes itself; being a ``DistributedSampler``, Lightni
 leaves it in place instead of wrapping it (``use_distributed_sampler`` has no effect
 on the training loader). Validation and test loaders are sequential; under a
 distributed run Lightning shards them with its own ``DistributedSampler``.
+
+Mid-epoch resume is exact too: the training loader is a :class:`ResumableDataLoader`,
+whose ``state_dict`` (the epoch and the number of batches it has handed out in it) Lightning
+stores in every checkpoint and gives back on resume; the restored epoch then continues
+with the next batch of the same order instead of starting the epoch's loader again (which
+Lightning does with a plain ``DataLoader``: it would repeat the first batches of the epoch
+and never reach its last ones).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sized
+from collections.abc import Iterator, Sized
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 import torch.distributed as dist
@@ -77,6 +85,63 @@ class EpochShuffleSampler(DistributedSampler):
 
     def __init__(self, dataset: Sized, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self._resume: tuple[int, int] | None = None
+
+    def resume(self, epoch: int, start: int) -> None:
+        """Make the next pass over ``epoch`` begin at position ``start`` of this replica's shard
+        (the samples before it were used before an interruption). Once only: it is forgotten when
+        that pass begins, or when an epoch other than ``epoch`` is iterated first. ``len`` stays
+        the full shard length."""
+        if start < 0:
+            raise ValueError(f"start={start!r} is invalid; expected an integer >= 0")
+        self._resume = (int(epoch), int(start))
+
+    def __iter__(self) -> Iterator[int]:
+        indices = super().__iter__()
+        resume, self._resume = self._resume, None
+        if resume is not None and resume[0] == self.epoch:
+            return itertools.islice(indices, resume[1], None)
+        return indices
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` over an :class:`EpochShuffleSampler` that Lightning can resume mid-epoch.
+
+    It counts the batches it hands out in the current epoch; :meth:`state_dict` returns that
+    count with the sampler's epoch. Lightning saves the state of every training loader that has
+    ``state_dict``/``load_state_dict`` in its checkpoints and, when it resumes a checkpoint taken
+    before the end of an epoch, gives it back through :meth:`load_state_dict` before iterating:
+    the sampler then skips the samples of the batches already trained on, so the resumed run sees
+    the remaining batches of that epoch in the original order (Lightning already continues its
+    own batch count from the checkpoint). The iterator is created lazily, on the first batch,
+    hence after Lightning's ``set_epoch``, worker processes included.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, EpochShuffleSampler):
+            raise ValueError(f"ResumableDataLoader needs an EpochShuffleSampler, got {type(self.sampler).__name__}")
+        self._epoch, self._batches = self.sampler.epoch, 0
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        return self._counting()
+
+    def _counting(self) -> Iterator[Any]:
+        epoch, resume = self.sampler.epoch, self.sampler._resume
+        start = resume[1] // self.batch_size if resume is not None and resume[0] == epoch else 0
+        iterator = super().__iter__()
+        self._epoch, self._batches = epoch, start
+        for batch in iterator:
+            self._batches += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch": e, "batches": k}``: k batches of epoch e were handed out."""
+        return {"epoch": int(self._epoch), "batches": int(self._batches)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue epoch ``state["epoch"]`` after its first ``state["batches"]`` batches."""
+        self.sampler.resume(state["epoch"], state["batches"] * self.batch_size)
 
 
 def replica_layout(trainer: Trainer | None) -> tuple[int, int]:
@@ -161,12 +226,14 @@ class BinaryDataModule(LightningDataModule, ABC):
         workers = self.hparams.num_workers
         return {"num_workers": workers, "persistent_workers": workers > 0}
 
-    def train_dataloader(self) -> DataLoader:
-        """Training batches in the order of an :class:`EpochShuffleSampler` sharded over replicas."""
+    def train_dataloader(self) -> ResumableDataLoader:
+        """Training batches in the order of an :class:`EpochShuffleSampler` sharded over replicas, resumable
+        mid-epoch (:class:`ResumableDataLoader`)."""
         dataset = self.dataset("train")
         num_replicas, rank = replica_layout(self.trainer)
         sampler = EpochShuffleSampler(dataset, seed=self.hparams.shuffle_seed, num_replicas=num_replicas, rank=rank)
-        return DataLoader(dataset, batch_size=self.hparams.batch_size, sampler=sampler, **self._loader_options())
+        return ResumableDataLoader(dataset, batch_size=self.hparams.batch_size, sampler=sampler,
+                                   **self._loader_options())
 
     def _eval_loader(self, split: str) -> DataLoader | list:
         """Sequential loader over ``split``; an empty list when the split is deliberately empty."""

@@ -215,6 +215,7 @@ def relax(
     compact: bool = False,
     backend: str = "dense",
     prepared: EventCouplings | None = None,
+    check_every: int = 1,
 ) -> Relaxation:
     """Relax ``states`` until a whole sweep changes no neuron, per sample, or ``max_sweeps``.
 
@@ -231,6 +232,9 @@ def relax(
     corrects them by the neurons that changed, with exact decisions (synchronous schedules
     without k-winners-take-all; see :mod:`~mlcm_torch.functional.events`), using ``prepared``
     from :func:`~mlcm_torch.functional.events.event_couplings` (made here when not given).
+    ``check_every``: test for "all converged" (a host synchronisation on a GPU) every k sweeps
+    only; later sweeps leave converged samples as they are and are not counted, so only the
+    draws of the asynchronous order generator differ.
     """
     batch = states.shape[:-1]
     sweeps = torch.zeros(batch, dtype=torch.long, device=states.device)
@@ -241,18 +245,18 @@ def relax(
         raise ValueError("backend='event' does not run k-winners-take-all layers (decided by rank)")
     if backend == "event" and not compact:
         states = _relax_event(graph, states, phase, max_sweeps, schedule, generator,
-                              prepared or event_couplings(graph), sweeps, converged)
+                              prepared or event_couplings(graph), sweeps, converged, check_every)
     elif compact:
         states = _relax_compacted(graph, states.clone(), phase, max_sweeps, schedule, generator, block,
                                   sweeps, converged)
     else:
-        for _ in range(max_sweeps):
+        for t in range(max_sweeps):
             new = sweep(graph, states, phase, schedule, generator, block)
             changed = (new != states).any(dim=-1)
             sweeps += ~converged
             converged |= ~changed
             states = new
-            if bool(converged.all()):
+            if (t + 1) % check_every == 0 and bool(converged.all()):
                 break
     if confirm_last and not bool(converged.all()):
         late = ~converged & is_fixed_point(graph, states, phase)
@@ -270,6 +274,7 @@ def event_supported(graph: Graph, schedule: str) -> bool:
 def _relax_event(
     graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, schedule: str,
     generator: torch.Generator | None, prepared: EventCouplings, sweeps: Tensor, converged: Tensor,
+    check_every: int = 1,
 ) -> Tensor:
     """The loop of :func:`relax` on carried fields; updates ``sweeps`` and ``converged`` in place.
     Synchronous schedules carry float32 fields with proven bounds; asynchronous ones float64."""
@@ -281,7 +286,7 @@ def _relax_event(
     else:
         carried = start_exact(graph, states.to(torch.float64), phase)
         fixed = exact_constants(graph, phase)
-    for _ in range(max_sweeps):
+    for t in range(max_sweeps):
         if synchronous:
             changed = event_sweep(graph, carried, fixed, phase, prepared, sequential)
         else:
@@ -289,7 +294,7 @@ def _relax_event(
             changed = async_event_sweep(graph, carried, fixed, phase, prepared, order)
         sweeps += ~converged
         converged |= ~changed
-        if bool(converged.all()):
+        if (t + 1) % check_every == 0 and bool(converged.all()):
             break
     return carried.states.to(states.dtype)
 

@@ -24,6 +24,9 @@ from mlcm_torch.module.options import Dynamics, LrScaling, Readout
 
 Reduce = Callable[[Tensor], Tensor]
 
+CUDA_CHECK_EVERY = 4
+"""On a GPU the relaxation tests for "all converged" (a host synchronisation) every 4 sweeps."""
+
 
 class Network(Configurable, nn.Module):
     """Layers of binary neurons and the couplings between them and from the clamped input x and
@@ -223,8 +226,9 @@ class Network(Configurable, nn.Module):
     def _run(self, graph: Graph, states: Tensor, phase: Phase, max_sweeps: int) -> Relaxation:
         backend = self.sweep_backend(states.device)
         prepared = self._event_couplings(graph) if backend == "event" else None
+        check_every = 1 if states.device.type == "cpu" else CUDA_CHECK_EVERY
         return relax(graph, states, phase, max_sweeps, self._dynamics.schedule, self.generator,
-                     backend=backend, prepared=prepared)
+                     backend=backend, prepared=prepared, check_every=check_every)
 
     @torch.no_grad()
     def relax_phases(self, x: Tensor, y: Tensor | None = None) -> dict[str, Relaxation]:

@@ -1,26 +1,37 @@
 """Zero-temperature dynamics of random asymmetric networks (thesis §3.1, arXiv 2510.11984).
 
 Update rule: an unstable neuron (s_i h_i ≤ 0) flips, a stable one (s_i h_i > 0) stays, i.e.
-s_i ← sign(h_i) with a zero field counted as unstable. The states left unchanged by the
-dynamics are then exactly the fixed points s_i h_i > 0 for all i.
+s_i ← sign(h_i) with a zero field counted as unstable (the engine's ``flip`` tie rule; Hopfield
+networks keep s_i on a zero field, ``keep``). The states left unchanged by the dynamics are
+then exactly the fixed points s_i h_i > 0 for all i.
 
 Synchronous: all neurons update at once; one step = one parallel update.
 Asynchronous: neurons update one at a time in a random order drawn afresh each sweep (shared
 by the whole batch); one sweep = N single-neuron updates. Both run a whole batch of M networks
 × B initial states at once and freeze each sample as soon as it reaches a fixed point.
+
+These are thin wrappers over the package's one engine, :mod:`mlcm_torch.functional`: a
+:class:`~mlcm_torch.physics.networks.Network` is the one-layer :attr:`~Network.graph` whose
+sweeps and relaxation loop are :func:`~mlcm_torch.functional.dynamics.sweep_sync`,
+:func:`~mlcm_torch.functional.dynamics.sequential_updates` and
+:func:`~mlcm_torch.functional.relax`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
-from mlcm_torch.physics.networks import Network, check_states, coupling_fields, is_stable, stability_threshold
+from mlcm_torch.functional.dynamics import Relaxation, relax, sequential_updates, sweep_sync
+from mlcm_torch.physics.networks import Network, check_states
 
 DYNAMICS = ("sync", "async")
+_SCHEDULES = {"sync": "layer_sequential_sync", "async": "layer_sequential_async"}
+"""The engine schedule of each physics dynamics (one layer: sequential and independent agree)."""
+BLOCK = 32
+"""Neurons per block of the block-corrected asynchronous updates (exactly sequential)."""
 
 
 class DynamicsResult(NamedTuple):
@@ -31,16 +42,18 @@ class DynamicsResult(NamedTuple):
     steps: torch.Tensor
     converged: torch.Tensor
 
+    @classmethod
+    def from_relaxation(cls, relaxation: Relaxation) -> "DynamicsResult":
+        """Steps = engine sweeps − 1 (the engine counts the final sweep that changed nothing)
+        where the sample converged, −1 elsewhere."""
+        steps = torch.where(relaxation.converged, relaxation.sweeps - 1, -1)
+        return cls(relaxation.states, steps, relaxation.converged)
+
 
 def _check_max_steps(max_steps: int) -> int:
     if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 0:
         raise ValueError(f"max_steps must be a non-negative integer, got {max_steps!r}")
     return int(max_steps)
-
-
-def _neuron_threshold(network: Network) -> float | torch.Tensor:
-    theta = stability_threshold(network)
-    return theta.view(-1, 1) if isinstance(theta, torch.Tensor) else theta
 
 
 def update_neuron(network: Network, states: torch.Tensor, i: int, active: torch.Tensor | None = None) -> torch.Tensor:
@@ -51,68 +64,34 @@ def update_neuron(network: Network, states: torch.Tensor, i: int, active: torch.
     """
     if not 0 <= i < network.n:
         raise ValueError(f"neuron index i must lie in [0, {network.n}), got {i}")
-    row = network.couplings[:, i, :].to(states.dtype).unsqueeze(-1)
-    h = torch.bmm(states, row).squeeze(-1)
-    s_i = states[:, :, i]
-    flip = ~is_stable(network, s_i * h, _neuron_threshold(network))
+    before = states[:, :, i].clone()
+    sequential_updates(network.graph, states, 0, torch.tensor([i]), network.phase)
+    flip = states[:, :, i] != before
     if active is not None:
         flip &= active
-    states[:, :, i] = torch.where(flip, -s_i, s_i)
+        states[:, :, i] = torch.where(flip, states[:, :, i], before)
     return flip
 
 
 def synchronous_step(network: Network, states: torch.Tensor) -> torch.Tensor:
     """One parallel update: every unstable neuron flips. Returns the new (M, B, N) states."""
-    states = check_states(network, states)
-    stable = is_stable(network, states * coupling_fields(network, states), stability_threshold(network))
-    return torch.where(stable, states, -states)
+    return sweep_sync(network.graph, check_states(network, states), network.phase)
 
 
 def asynchronous_sweep(
-    network: Network, states: torch.Tensor, order: torch.Tensor, active: torch.Tensor | None = None, block: int = 32
+    network: Network, states: torch.Tensor, order: torch.Tensor, active: torch.Tensor | None = None, block: int = BLOCK
 ) -> torch.Tensor:
     """One asynchronous sweep in place: neurons update one at a time in `order`; returns flips (M, B).
 
-    Exactly sequential, vectorised by the block-field correction of :func:`sequential_updates`.
+    Exactly sequential, vectorised by the block-field correction of the engine's
+    :func:`~mlcm_torch.functional.dynamics.sequential_updates`. Samples outside `active` are
+    left as they were (samples are independent, so this equals never updating them).
     """
-    theta = _neuron_threshold(network)
-    if active is None:
-        active = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
-    limit = torch.where(active, torch.as_tensor(theta, dtype=states.dtype, device=states.device), -torch.inf)
     before = states.clone()
-    sequential_updates(
-        network, states, order,
-        lambda k, s, h: torch.where(is_stable(network, s * h, limit), s, -s), block,
-    )
+    sequential_updates(network.graph, states, 0, order, network.phase, block=block)
+    if active is not None:
+        states.copy_(torch.where(active.unsqueeze(-1), states, before))
     return (states != before).any(-1)
-
-
-def sequential_updates(
-    network: Network,
-    states: torch.Tensor,
-    order: torch.Tensor,
-    new_state: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor],
-    block: int = 32,
-) -> None:
-    """Update neurons one at a time in `order`, in place: s_i ← new_state(k, s_i, H_i) for the
-    k-th neuron of the order, with H_i = Σ_j (J_ij + A_ij) s_j in coupling units.
-
-    The fields of a block of `block` neurons come from one matmul at the block start and are
-    corrected after each update, H_l' += J_(l' l) Δs_l: exactly sequential, O(M·B·block) per update.
-    """
-    order = order.to(states.device)
-    for b0 in range(0, order.numel(), block):
-        idx = order[b0:b0 + block]
-        rows = network.couplings[:, idx, :].to(states.dtype)
-        fields = torch.bmm(states, rows.transpose(1, 2))
-        columns = rows[:, :, idx].transpose(1, 2).unsqueeze(2)
-        current = states[:, :, idx]
-        for l in range(idx.numel()):
-            s_l = current[:, :, l]
-            delta = new_state(b0 + l, s_l, fields[:, :, l]) - s_l
-            s_l += delta
-            fields.addcmul_(delta.unsqueeze(-1), columns[:, l])
-        states[:, :, idx] = current
 
 
 def run_dynamics(
@@ -126,46 +105,20 @@ def run_dynamics(
 ) -> DynamicsResult:
     """Run synchronous or asynchronous zero-temperature dynamics from a batch of initial states.
 
-    Samples that reach a fixed point are frozen; each step only touches the initial-state
+    The engine's :func:`~mlcm_torch.functional.relax` with at most `max_steps` sweeps
+    (``max_steps=0``: only the fixed-point test of the initial states), the last one confirmed
+    by a fixed-point test, on compacted batches: each step only touches the initial-state
     columns that still hold an active sample, and the networks are compacted (a copy of the
     live couplings) once at most half of them are still running. `generator` (CPU) draws the
-    asynchronous update orders, one random permutation per sweep.
+    asynchronous update orders, one random permutation per sweep. `progress` shows one bar for
+    the whole run, advanced by the sweeps it took.
     """
     if dynamics not in DYNAMICS:
         raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
     max_steps = _check_max_steps(max_steps)
-    states = check_states(network, initial).clone()
-    theta = stability_threshold(network)
-    stable = is_stable(network, states * coupling_fields(network, states), theta)
-    fixed = stable.all(-1)
-    steps = torch.where(fixed, 0, -1).to(torch.long)
-    active = ~fixed
-    rows = torch.arange(network.n_networks, device=states.device)
-    sub = network
-    for t in tqdm(range(1, max_steps + 1), disable=not progress, desc=f"{dynamics} dynamics", leave=False):
-        live = active.any(1)
-        if not bool(live.any()):
-            break
-        if 2 * int(live.sum()) <= rows.numel():
-            rows = torch.nonzero(live).squeeze(-1)
-            sub = _select_networks(network, rows)
-        cols = torch.nonzero(active[rows].any(0)).squeeze(-1)
-        where = (rows.unsqueeze(-1), cols.unsqueeze(0))
-        s = states[where]
-        act = active[where]
-        if dynamics == "sync":
-            s = torch.where(act.unsqueeze(-1) & ~stable[where], -s, s)
-        else:
-            asynchronous_sweep(sub, s, torch.randperm(network.n, generator=generator), act)
-        st = is_stable(sub, s * coupling_fields(sub, s), stability_threshold(sub))
-        done = act & st.all(-1)
-        states[where] = s
-        stable[where] = st
-        steps[where] = torch.where(done, t, steps[where])
-        active[where] = act & ~done
-    return DynamicsResult(states, steps, steps >= 0)
-
-
-def _select_networks(network: Network, rows: torch.Tensor) -> Network:
-    j_d = network.j_d[rows.cpu()] if isinstance(network.j_d, torch.Tensor) else network.j_d
-    return replace(network, couplings=network.couplings[rows], j_d=j_d)
+    states = check_states(network, initial)
+    with tqdm(total=max_steps, disable=not progress, desc=f"{dynamics} dynamics", leave=False) as bar:
+        relaxation = relax(network.graph, states, network.phase, max_steps, _SCHEDULES[dynamics], generator,
+                           block=BLOCK, confirm_last=True, compact=True)
+        bar.update(min(max_steps, int(relaxation.sweeps.max())) if relaxation.sweeps.numel() else 0)
+    return DynamicsResult.from_relaxation(relaxation)

@@ -15,8 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mlcm_torch.functional.dynamics import sequential_updates
+from mlcm_torch.functional.fields import coupling_sum
 from mlcm_torch.physics.accessibility import crossing
-from mlcm_torch.physics.dynamics import run_dynamics, sequential_updates
+from mlcm_torch.physics.dynamics import BLOCK, run_dynamics
 from mlcm_torch.physics.networks import Network, check_states, check_values, random_states
 
 
@@ -40,34 +42,36 @@ def hopfield_network(patterns: torch.Tensor) -> Network:
 
 
 def energy(network: Network, states: torch.Tensor) -> torch.Tensor:
-    """E = −½ Σ_(i≠j) J_ij s_i s_j per state, shape (M, B), float64 (the J_D term is a constant, left out)."""
-    states = check_states(network, states)
-    c = network.couplings.to(torch.float64) / network.unit
-    s = states.to(torch.float64)
-    return -0.5 * (s * torch.matmul(s, c.transpose(-1, -2))).sum(-1)
+    """E = −½ Σ_(i≠j) J_ij s_i s_j per state, shape (M, B), float64 (the J_D term is a constant, left out).
+
+    The engine's coupling sum Σ_(j≠i) J_ij s_j of the physical couplings, in float64.
+    """
+    states = check_states(network, states).to(torch.float64)
+    couplings = network.couplings.to(torch.float64) / network.unit
+    h = coupling_sum(network.graph.layers[0]._replace(J=couplings, unit=1.0), states)
+    return -0.5 * (states * h).sum(-1)
 
 
 def glauber_sweep(
     network: Network, states: torch.Tensor, beta: float, order: torch.Tensor,
-    generator: torch.Generator | None = None, block: int = 32,
+    generator: torch.Generator | None = None, block: int = BLOCK,
 ) -> None:
     """One sweep of Glauber dynamics at inverse temperature β, in place, neurons in `order`.
 
-    Exactly sequential, with the block-field correction of :func:`sequential_updates`.
+    Exactly sequential: the engine's block-corrected
+    :func:`~mlcm_torch.functional.dynamics.sequential_updates`, whose callback receives the
+    physical field h_i (J_D s_i included) and sets s_i = +1 with probability 1/(1 + exp(−2β h_i)).
     """
     if not (math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-    j_d = network.j_d
-    if isinstance(j_d, torch.Tensor):
-        j_d = j_d.to(device=states.device, dtype=states.dtype).view(-1, 1)
     draws = torch.rand((order.numel(), *states.shape[:2]), generator=generator, device=states.device,
                        dtype=states.dtype)
 
-    def new_state(k: int, s: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
-        h = fields / network.unit + j_d * s
+    def new_state(k: int, s: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        h = h.to(states.dtype)
         return torch.where(draws[k] < torch.sigmoid(2 * beta * h), 1.0, -1.0).to(states.dtype)
 
-    sequential_updates(network, states, order, new_state, block)
+    sequential_updates(network.graph, states, 0, order, network.phase, new_state, block)
 
 
 def glauber_dynamics(

@@ -8,6 +8,10 @@ h_i = Σ_(j≠i) J_ij s_j + J_D s_i and a state is a fixed point when s_i h_i > 
 Binary couplings can be stored as int8 signs B_ij = ±1 with J = B/√N. Fields are then
 computed as exact integers Σ_j B_ij s_j (float32 accumulation of ±1 terms is exact below
 2^24 neurons), which is what lets N = 200,000 fit on one 80 GB GPU: N² bytes = 40 GB.
+
+A :class:`Network` is a one-layer network of the package's engine (:mod:`mlcm_torch.functional`):
+:attr:`Network.graph` is its :class:`~mlcm_torch.functional.Graph`, whose fields, stability
+test and sweeps are the engine's.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+
+from mlcm_torch.functional.fields import is_fixed_point as engine_is_fixed_point
+from mlcm_torch.functional.fields import layer_fields, prepare_phase, stable
+from mlcm_torch.functional.graph import Graph, Layer, Phase
 
 COUPLING_KINDS = ("binary", "gaussian")
 STORAGES = ("float32", "float64", "int8")
@@ -61,6 +69,26 @@ class Network:
     @property
     def device(self) -> torch.device:
         return self.couplings.device
+
+    @property
+    def graph(self) -> Graph:
+        """The engine graph: one layer with J = couplings, J_D, unit and the tie rule ("keep"
+        with keep_ties, else "flip": a zero field flips the neuron).
+
+        A per-network J_D is handed over on the couplings' device, in the dtype the engine adds
+        it in (float64 for int8 signs, the state dtype otherwise), so it is converted once here
+        rather than at every neuron update.
+        """
+        j_d = self.j_d
+        if isinstance(j_d, torch.Tensor):
+            j_d = j_d.to(device=self.device, dtype=torch.float64 if self.integer else self.state_dtype)
+        layer = Layer(self.n, J=self.couplings, j_d=j_d, unit=self.unit, tie="keep" if self.keep_ties else "flip")
+        return Graph((layer,))
+
+    @property
+    def phase(self) -> Phase:
+        """The engine phase of a network without input or label: nothing clamped."""
+        return prepare_phase(self.graph, None, None, feedback=False)
 
     def with_self_coupling(self, j_d: float | torch.Tensor) -> "Network":
         """The same couplings with another J_D (no copy of the matrix)."""
@@ -284,38 +312,6 @@ def random_states(
     return bits.to(dtype).mul_(2).sub_(1)
 
 
-def coupling_fields(network: Network, states: torch.Tensor) -> torch.Tensor:
-    """Off-diagonal fields Σ_(j≠i) C_ij s_j in coupling units, shape (M, B, N).
-
-    For int8 storage C = B (signs), so the result is an exact integer stored in float32.
-    """
-    c = network.couplings
-    if not network.integer:
-        return torch.matmul(states, c.transpose(-1, -2))
-    n = network.n
-    out = torch.empty(states.shape, dtype=states.dtype, device=states.device)
-    rows = max(1, _CHUNK_BYTES // (4 * n))
-    for r0 in range(0, n, rows):
-        r1 = min(n, r0 + rows)
-        out[..., r0:r1] = torch.matmul(states, c[:, r0:r1, :].to(states.dtype).transpose(-1, -2))
-    return out
-
-
-def stability_threshold(network: Network) -> float | torch.Tensor:
-    """θ such that neuron i is stable iff s_i Σ_(j≠i) C_ij s_j > θ (coupling units).
-
-    θ = −J_D·unit; for int8 storage the left side is an integer, so θ is floored, which keeps
-    the strict inequality exact.
-    """
-    j_d = network.j_d
-    if isinstance(j_d, torch.Tensor):
-        theta = -j_d * network.unit
-        theta = torch.floor(theta) if network.integer else theta
-        return theta.to(device=network.device, dtype=network.state_dtype).view(-1, 1, 1)
-    theta = -j_d * network.unit
-    return float(math.floor(theta)) if network.integer else theta
-
-
 def check_states(network: Network, states: torch.Tensor) -> torch.Tensor:
     """Validate a (M, B, N) or (B, N) batch of ±1 states for `network`; return it as (M, B, N)."""
     if not isinstance(states, torch.Tensor):
@@ -331,26 +327,27 @@ def check_states(network: Network, states: torch.Tensor) -> torch.Tensor:
     return states.to(device=network.device, dtype=network.state_dtype)
 
 
-def is_stable(network: Network, margin: torch.Tensor, theta: float | torch.Tensor) -> torch.Tensor:
-    """margin = s_i Σ_(j≠i) C_ij s_j against θ: strict (>) unless the network keeps ties (>=)."""
-    return margin >= theta if network.keep_ties else margin > theta
-
-
 def stable_neurons(network: Network, states: torch.Tensor) -> torch.Tensor:
     """Boolean (M, B, N): s_i h_i > 0 (>= 0 with keep_ties) with h_i = Σ_(j≠i) J_ij s_j + J_D s_i."""
-    return is_stable(network, states * coupling_fields(network, states), stability_threshold(network))
+    return stable(network.graph, states, network.phase)
 
 
 def is_fixed_point(network: Network, states: torch.Tensor) -> torch.Tensor:
     """Boolean (M, B): every neuron stable (thesis eq. 3.3 fixed-point condition)."""
-    return stable_neurons(network, check_states(network, states)).all(-1)
+    return engine_is_fixed_point(network.graph, check_states(network, states), network.phase)
 
 
 def local_fields(network: Network, states: torch.Tensor) -> torch.Tensor:
-    """Physical fields h_i = Σ_(j≠i) J_ij s_j + J_D s_i in float64, shape (M, B, N)."""
+    """Physical fields h_i = Σ_(j≠i) J_ij s_j + J_D s_i in float64, shape (M, B, N).
+
+    The engine's off-diagonal fields (exact integers for int8 signs) taken to float64 before
+    J_D s_i is added, so the result carries float64 precision whatever the storage.
+    """
     states = check_states(network, states)
+    h = layer_fields(network.graph, states, 0, network.phase, self_coupling=False).to(torch.float64)
+    if network.integer:
+        h = h / network.unit
     j_d = network.j_d
     if isinstance(j_d, torch.Tensor):
         j_d = j_d.to(network.device).view(-1, 1, 1)
-    h = coupling_fields(network, states).to(torch.float64) / network.unit
     return h + j_d * states.to(torch.float64)

@@ -1,7 +1,11 @@
-"""Lightning training: the MLCM classifier and the baselines behind one CLI."""
+"""Lightning training: the MLCM classifier and the baselines behind one CLI, and the callbacks of
+the configs (coupling summary, checkpoint on Ctrl-C, prediction file)."""
 
 from mlcm_torch.training.base import ClassifierModule
 from mlcm_torch.training.baselines import MLPBaseline, PerceptronBaseline
+from mlcm_torch.training.callbacks import CouplingSummary, InterruptCheckpoint
 from mlcm_torch.training.classifier import MLCMClassifier
+from mlcm_torch.training.predictions import PredictionWriter
 
-__all__ = ["ClassifierModule", "MLCMClassifier", "MLPBaseline", "PerceptronBaseline"]
+__all__ = ["ClassifierModule", "CouplingSummary", "InterruptCheckpoint", "MLCMClassifier", "MLPBaseline",
+           "PerceptronBaseline", "PredictionWriter"]

@@ -95,7 +95,30 @@ class ClassifierModule(L.LightningModule, ABC):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self.evaluation_step(batch, "test")
 
-    def predict_step(self, batch, batch_idx: int) -> Tensor:
-        """Logits (B, C) of a batch (``x`` or ``(x, y)``)."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.logits(x)
+    @staticmethod
+    def split_batch(batch) -> tuple[Tensor, Tensor | None]:
+        """``(x, y)`` of a batch given as ``x`` or ``(x, y)`` (``y`` is None without labels)."""
+        if isinstance(batch, (tuple, list)):
+            return batch[0], (batch[1] if len(batch) > 1 else None)
+        return batch, None
+
+    @staticmethod
+    def prediction(logits: Tensor, y: Tensor | None = None) -> Tensor:
+        """The predicted class indices (B,) int64; for target vectors y (B, C), the predicted ±1
+        signs (B, C) int8."""
+        if y is not None and y.dim() == 2:
+            return torch.where(logits >= 0, 1, -1).to(torch.int8)
+        return logits.argmax(dim=-1)
+
+    def prediction_record(self, logits: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+        """What ``predict_step`` returns for :class:`~mlcm_torch.training.PredictionWriter`."""
+        record = {"prediction": self.prediction(logits, y), "logits": logits.float()}
+        if y is not None:
+            record["target"] = y
+        return record
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
+        """A dict for a batch (``x`` or ``(x, y)``): ``prediction`` (class indices (B,), or ±1 signs
+        (B, C) for target vectors), ``logits`` (B, C) and, when the batch has labels, ``target``."""
+        x, y = self.split_batch(batch)
+        return self.prediction_record(self.logits(x), y)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -17,15 +17,17 @@ from mlcm_torch.training.base import ClassifierModule
 
 
 class MLCMClassifier(ClassifierModule):
-    """Trains a :class:`~mlcm_torch.Network` (e.g. the :class:`~mlcm_torch.MLCM` chain) with
-    manual optimization.
+    """Trains a network of binary neurons (``mlcm_torch.MLCM``, ``mlcm_torch.Network``) by local rules.
 
-    ``training_step``: relax with the label (convergence step) → local perceptron update of
+    The network is a :class:`~mlcm_torch.Network` (e.g. the :class:`~mlcm_torch.MLCM` chain),
+    trained with manual optimization. ``training_step``: relax with the label (convergence step) → local perceptron update of
     the couplings (thesis eq. 6.3, one GEMM per learnable tensor; deltas averaged across
     processes under data parallelism) → readout step with the module's one torch optimizer
     (cross-entropy by autograd on the detached final states; for the perceptron readout the
     readout learns in the local update and the optimizer step only advances ``global_step``).
-    ``validation_step`` / ``test_step`` / ``predict_step``: inference relaxation, no label.
+    ``validation_step`` / ``test_step`` / ``predict_step``: inference relaxation, no label;
+    ``predict_step`` returns ``prediction``, ``logits``, ``target`` and ``features`` (the last
+    layer's fixed point, int8) for :class:`~mlcm_torch.training.PredictionWriter`.
 
     The network is injected (Lightning's pattern): in a config, ``network: {class_path: ...,
     init_args: ...}``. Its constructor call is stored in the hyperparameters, so
@@ -36,9 +38,12 @@ class MLCMClassifier(ClassifierModule):
         readout_optimizer: optimizer of the cross-entropy readout (lr: the network's
             ``readout_lr``).
         readout_momentum: SGD momentum.
-        histogram_every_n_steps: log coupling and field histograms to TensorBoard every n
-            optimizer steps (0: never; ignored with other loggers).
-        check_finite: after every update, raise if a coupling is NaN or infinite.
+        histogram_every_n_steps: log histograms of the couplings (J of every layer, every
+            learnable coupling W such as W_in), of the readout weights and of the fields to
+            TensorBoard every n optimizer steps (0: never; ignored with other loggers).
+        check_finite: every n optimizer steps, after the update, raise ``FloatingPointError``
+            naming the tensor and the step if a coupling or the readout is NaN or infinite (one
+            host sync per check; 0: never; ``True``/``False`` read as 1/0).
         micro_batch_size: run each loader batch as consecutive micro-batches of this size, each
             with its own relaxation, local update and readout step — the same couplings as a
             loader of that batch size (tested), with one Lightning step per loader batch
@@ -50,8 +55,8 @@ class MLCMClassifier(ClassifierModule):
         network: Network,
         readout_optimizer: Literal["sgd", "adam"] = "sgd",
         readout_momentum: float = 0.0,
-        histogram_every_n_steps: int = 0,
-        check_finite: bool = False,
+        histogram_every_n_steps: int = 500,
+        check_finite: Union[int, bool] = 100,
         micro_batch_size: Optional[int] = None,
     ) -> None:
         if isinstance(network, dict):
@@ -62,9 +67,11 @@ class MLCMClassifier(ClassifierModule):
         checks.one_of("readout_optimizer", readout_optimizer, ("sgd", "adam"))
         checks.finite_at_least("readout_momentum", readout_momentum, 0.0)
         checks.integer_at_least("histogram_every_n_steps", histogram_every_n_steps, 0)
+        checks.integer_at_least("check_finite", int(check_finite), 0)
         if micro_batch_size is not None:
             checks.integer_at_least("micro_batch_size", micro_batch_size, 1)
         self.save_hyperparameters(ignore=["network"])
+        self.hparams["check_finite"] = int(check_finite)
         self.hparams["network"] = network.config()
         self.automatic_optimization = False
         self.network = network
@@ -105,8 +112,9 @@ class MLCMClassifier(ClassifierModule):
         with torch.set_grad_enabled(not perceptron_readout):
             logits = self.network.readout(features)
         stats = self.network.local_update(relaxation, x, y, reduce=self._reduce())
-        if self.hparams.check_finite:
-            self._check_finite()
+        every = self.hparams.check_finite
+        if every and (self.global_step + 1) % every == 0:
+            self._check_finite(self.global_step + 1)
         optimizer = self.optimizers()
         optimizer.zero_grad()
         loss = self.loss(logits, y)
@@ -205,15 +213,38 @@ class MLCMClassifier(ClassifierModule):
         if not isinstance(self.logger, TensorBoardLogger):
             return
         writer, step = self.logger.experiment, self.global_step
-        h = self.network.fields(relaxation.states, x, y)
-        for layer, module in enumerate(self.network.layers):
+        net = self.network
+        h = net.fields(relaxation.states, x, y)
+        for layer, module in enumerate(net.layers):
             writer.add_histogram(f"couplings/J/layer_{layer + 1}", module.J, step)
-            writer.add_histogram(f"fields/layer_{layer + 1}", self.network.layer_states(h, layer), step)
+            writer.add_histogram(f"fields/layer_{layer + 1}", net.layer_states(h, layer), step)
+        for index, coupling in enumerate(net.couplings):
+            if coupling.lr > 0:
+                writer.add_histogram(f"couplings/W/coupling_{index}", coupling.W, step)
+        writer.add_histogram("couplings/readout", net.readout.weight.detach(), step)
 
-    def _check_finite(self) -> None:
-        for name, tensor in (*self.network.named_buffers(), *self.network.named_parameters()):
-            if not bool(torch.isfinite(tensor).all()):
+    def _check_finite(self, step: int) -> None:
+        """Raise naming the first non-finite coupling or readout tensor (one host sync when all
+        are finite)."""
+        tensors = [(name, tensor) for name, tensor in (*self.network.named_buffers(), *self.network.named_parameters())
+                   if tensor.is_floating_point()]
+        if bool(torch.stack([torch.isfinite(tensor).all() for _, tensor in tensors]).all()):
+            return
+        for name, tensor in tensors:
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                every = self.hparams.check_finite
                 raise FloatingPointError(
-                    f"non-finite values in {name} after the update at global step "
-                    f"{self.global_step}"
+                    f"non-finite values in {name} ({bad} of {tensor.numel()} entries) after the update of "
+                    f"global step {step} (checked every {every} step{'s' if every > 1 else ''}; lower the "
+                    f"learning rates or check_finite to find the step it started)"
                 )
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, Tensor]:
+        """``prediction``, ``logits``, ``target`` (when the batch has labels) and ``features``: the
+        last layer's label-free fixed point (B, N_L) as int8 (the readout's input)."""
+        x, y = self.split_batch(batch)
+        features = self.network.features(x)
+        record = self.prediction_record(self.network.readout(features), y)
+        record["features"] = features.to(torch.int8)
+        return record
