@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (required unless 'list')")
     parser.add_argument("--seeds", type=int, help="seeds per grid point (default: the preset's)")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="runs at once: worker processes (OMP_NUM_THREADS = cores // jobs); 0 runs inline "
+                        help="runs at once: worker processes (OMP_NUM_THREADS = cores // jobs, at most an "
+                             "OMP_NUM_THREADS already set); 0 runs inline "
                              "in this process; with --cluster, the array parallelism")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                         help="override a config option of every run that has it, e.g. "

@@ -65,10 +65,13 @@ def plan(figure: Figure, preset: str, out: Path, *, seeds: Optional[int] = None,
                 if applies(seeded, key):
                     seeded = apply_overrides(seeded, {key: seed})
             rid = run_id(figure.name, overrides, seed, preset)
-            specs.append({"id": rid, "figure": figure.name, "preset": preset, "seed": seed, "label": point.label,
-                          "params": point.params, "overrides": overrides, "config": seeded,
-                          "device": "gpu" if preset == "gpu" else "cpu",
-                          "path": str(Path(out) / "runs" / f"{rid}.json")})
+            spec = {"id": rid, "figure": figure.name, "preset": preset, "seed": seed, "label": point.label,
+                    "params": point.params, "overrides": overrides, "config": seeded,
+                    "device": "gpu" if preset == "gpu" else "cpu",
+                    "path": str(Path(out) / "runs" / f"{rid}.json")}
+            if preset == "smoke":
+                spec["threads"] = 1  # tiny networks: more threads only add overhead
+            specs.append(spec)
     unused = [key for key, hit in used.items() if not hit]
     if unused:
         raise ExperimentError(
@@ -119,7 +122,7 @@ def execute_specs(specs: Sequence[dict], *, jobs: int = 1, cluster: Optional[str
                   cluster_options: Optional[dict] = None, out: Path, desc: str = "runs",
                   progress: bool = True, total: Optional[int] = None) -> list[dict]:
     """Run ``specs`` (all unfinished): ``jobs`` worker processes (spawned, each with
-    ``OMP_NUM_THREADS`` = cores // jobs), inline when ``jobs`` is 0, or through submitit with
+    ``OMP_NUM_THREADS`` = cores // jobs, at most ``$OMP_NUM_THREADS``; 1 at smoke), inline when ``jobs`` is 0, or through submitit with
     ``cluster``. Returns the failures ``[{"id", "error", "traceback"}]``; a failure leaves no
     record (a restart tries it again) but ``<out>/runs/<id>.error.txt``."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
@@ -149,10 +152,13 @@ def execute_specs(specs: Sequence[dict], *, jobs: int = 1, cluster: Optional[str
                 done(_safe_execute(spec), spec)
         else:
             threads = max(1, (os.cpu_count() or 1) // jobs)
-            specs = [dict(spec, threads=threads) for spec in specs]
+            if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # an explicit limit is kept
+                threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
+            specs = [dict(spec, threads=spec.get("threads") or threads) for spec in specs]
             context = multiprocessing.get_context("spawn")
-            with futures.ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context,
-                                             initializer=_worker_init, initargs=(threads,)) as pool:
+            pool = futures.ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context,
+                                               initializer=_worker_init, initargs=(threads,))
+            try:
                 pending = {pool.submit(_safe_execute, spec): spec for spec in specs}
                 for future in futures.as_completed(pending):
                     spec = pending[future]
@@ -161,6 +167,10 @@ def execute_specs(specs: Sequence[dict], *, jobs: int = 1, cluster: Optional[str
                     except Exception as error:  # noqa: BLE001 - a worker that died
                         result = {"id": spec["id"], "error": f"{type(error).__name__}: {error}"}
                     done(result, spec)
+            except BaseException:  # Ctrl-C: drop the queued runs; the running ones finish and are kept
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
     finally:
         bar.close()
     return failures
@@ -270,8 +280,10 @@ def run_figure(name: str, preset: str, out, *, seeds: Optional[int] = None, jobs
     figure = get_figure(name)
     out = Path(out)
     specs = plan(figure, preset, out, seeds=seeds, sets=sets)
-    todo = [spec for spec in specs if finished(spec) is None]
-    stale = [spec for spec in specs if spec not in todo and finished(spec).get("config") != spec["config"]]
+    records = {spec["id"]: finished(spec) for spec in specs}
+    todo = [spec for spec in specs if records[spec["id"]] is None]
+    stale = [spec for spec in specs if records[spec["id"]] is not None
+             and records[spec["id"]].get("config") != spec["config"]]
     log(f"{figure.name} [{preset}]: {len(specs)} runs, {len(specs) - len(todo)} already finished in "
         f"{out / 'runs'}, {len(todo)} to run")
     if stale:

@@ -284,17 +284,22 @@ def execute(spec: dict) -> dict:
         os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
+    before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     _quiet()
     start = time.perf_counter()
     task = (spec["config"].get("run") or {}).get("task", "train")
-    result = _physics(spec) if task == "physics" else _train(spec)
+    try:
+        result = _physics(spec) if task == "physics" else _train(spec)
+        where = machine()
+    finally:
+        torch.set_num_threads(before)  # inline runs (jobs=0) leave the caller's setting as it was
     seconds = time.perf_counter() - start
     record = {key: spec[key] for key in ("id", "figure", "preset", "seed", "label", "params", "overrides",
                                          "config")}
     record.update(result)
-    record.update({"version": RECORD_VERSION, "wall_seconds": round(seconds, 2), "machine": machine(),
+    record.update({"version": RECORD_VERSION, "wall_seconds": round(seconds, 2), "machine": where,
                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     path = Path(spec["path"])
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -189,10 +189,7 @@ def set_key(config: dict, key: str, value: Any) -> None:
     """Set ``key`` in ``config`` in place (the key must apply: see :func:`applies`)."""
     parts = _split(key)
     parent = _get(config, parts[:-1]) if len(parts) > 1 else config
-    if isinstance(parent, list):
-        parent[parts[-1]] = copy.deepcopy(value)
-    else:
-        parent[parts[-1]] = copy.deepcopy(value)
+    parent[parts[-1]] = copy.deepcopy(value)  # a dict entry or a list item
 
 
 def get_key(config: dict, key: str, default: Any = None) -> Any:

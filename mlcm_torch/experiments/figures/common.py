@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from mlcm_torch.experiments.stats import fmt, mean_ci
 
@@ -154,4 +154,3 @@ def subplots(rows: int, cols: int, width: float = 5.0, height: float = 3.6):
     return fig, axes
 
 
-Summarizer = Callable[[list[dict]], dict]

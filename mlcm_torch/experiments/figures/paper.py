@@ -144,13 +144,10 @@ def _summarize_self_coupling(records: list) -> dict:
 
 
 def _plot_self_coupling(summary: dict, path) -> None:
-    _plot_xy(title="test accuracy vs J_D")(summary, path)
     physics = summary.get("physics")
     if not physics:
+        _plot_xy(title="test accuracy vs J_D")(summary, path)
         return
-    import matplotlib.image  # noqa: F401 - redraw with the physics lines on the same axes
-    import matplotlib.pyplot as plt
-
     fig, axes = c.subplots(1, 2)
     for arm, points in summary["arms"].items():
         xs = [p["x"] for p in points]
@@ -168,7 +165,6 @@ def _plot_self_coupling(summary: dict, path) -> None:
     for ax in axes[0]:
         ax.legend(fontsize=7, loc="lower right")
     c.save(fig, path)
-    plt.close("all")
 
 
 JD_VALUES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5]
