@@ -82,6 +82,27 @@ def test_run_records(smoke, name):
             assert len(probe["test_acc"]) == run["config"]["network"]["init_args"]["num_layers"] + 1
 
 
+def test_figure_summaries(smoke):
+    _, reports, _ = smoke
+    coupling = reports["paper-self-coupling"]["summary"]
+    j_d = [p["x"] for p in coupling["arms"]["mlcm"]]
+    assert len(j_d) >= 8 and min(j_d) == 0.0 and max(j_d) == 1.5
+    assert coupling["physics"]["j_d_star"] > 0 and coupling["physics"]["n"] == 48
+    hetero = reports["paper-hetero-capacity"]["summary"]["groups"]
+    assert sorted(int(k) for k in hetero) == [1, 2, 3, 4]
+    assert all(g["alpha_max"]["n"] == 2 for g in hetero.values())
+    depth = reports["paper-depth"]["summary"]["groups"]
+    assert [len(g["probe"]) for g in depth.values()] == [2, 3, 4]  # input + each layer
+    thesis = reports["thesis-mnist"]["summary"]["groups"]
+    assert set(thesis) == {f"{arm}/{data}" for arm in ("mlcm", "mlcm-converging", "sln")
+                           for data in ("binary", "projected")}
+    assert all(len(g["test_not_converged"]["mean"]) == 2 for g in thesis.values())
+    width = reports["paper-width"]["summary"]["arms"]
+    assert set(width) == {"mlcm", "binary-mlp"}
+    wta = reports["thesis-wta"]["summary"]["groups"]
+    assert all(len(g["activity"]) == 5 for g in wta.values())
+
+
 def test_smoke_time(smoke):
     """Each figure's smoke preset is a quick pipeline check (generous bound: shared CI machines)."""
     _, _, seconds = smoke

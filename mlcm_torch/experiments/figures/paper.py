@@ -178,11 +178,11 @@ PAPER_SELF_COUPLING = Figure(
               "points become accessible (threshold ≈ 0.7 synchronous at N = 1000 in docs/physics.md)",
     base=_base(), presets={
         "smoke": Scale(seeds=1, epochs=1, hidden=48, train=300, val=0, test=200, train_eval=200,
-                       params={"j_d": [0.0, 0.5, 1.0, 1.5], "smoke_dim": 24,
+                       params={"j_d": JD_VALUES, "smoke_dim": 24,
                                "physics": {"j_d_values": [0.0, 0.5, 1.0, 1.5], "n_networks": 2, "n_states": 8,
                                            "max_steps": 50, "critical_networks": 2, "critical_states": 4,
                                            "critical_max_steps": 100}},
-                       note="pipeline check: 4 J_D values, N = 48"),
+                       note="pipeline check: N = 48, 8 J_D values, 300 images, 1 epoch"),
         "cpu": Scale(seeds=2, epochs=3, hidden=400, train=10000, val=0, test=2000, train_eval=1000,
                      params={"j_d": JD_VALUES,
                              "physics": {"j_d_values": [round(0.05 * i, 2) for i in range(31)], "n_networks": 4,
