@@ -250,3 +250,11 @@ def test_mean_ci():
     assert math.isclose(stat["ci"], 4.302652729911275 / math.sqrt(3), rel_tol=1e-9)
     assert mean_ci([0.5]) == {"mean": 0.5, "ci": None, "n": 1}
     assert mean_ci([None]) == {"mean": None, "ci": None, "n": 0}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_collect_only_runs_nothing(tmp_path, name):
+    report = run_figure(name, "smoke", tmp_path, progress=False, log=lambda *a: None, collect_only=True)
+    assert not report["complete"] and report["runs_finished"] == 0
+    assert not (tmp_path / "runs").exists()
+    assert (tmp_path / f"{name}.png").exists() and "Incomplete" in (tmp_path / f"{name}.md").read_text()

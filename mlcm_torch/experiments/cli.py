@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "'mlcm_torch[cluster]'); local/debug are submitit's own executors")
     parser.add_argument("--cluster-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="a submitit parameter, e.g. slurm_partition=gpu, timeout_min=600; repeatable")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="run nothing: write the outputs from the runs finished so far (e.g. while the "
+                             "sweep is still running elsewhere)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -63,10 +66,12 @@ def main(argv: Optional[list] = None) -> int:
         cluster_options = dict(parse_set(text) for text in args.cluster_opt)
         failed = 0
         for name in names:
-            command = " ".join(shlex.quote(p) for p in ["python", "-m", "mlcm_torch.experiments", name, *argv[1:]])
+            command = " ".join(shlex.quote(p) for p in ["python", "-m", "mlcm_torch.experiments", name, *argv[1:]]
+                               if p != "--collect-only")
             report = run_figure(name, args.preset, args.out, seeds=args.seeds, jobs=args.jobs, sets=sets,
                                 cluster=args.cluster, cluster_options=cluster_options,
-                                progress=not args.no_progress, command=command)
+                                progress=not args.no_progress, command=command,
+                                collect_only=args.collect_only)
             failed += len(report["failed"])
     except ExperimentError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -273,8 +273,10 @@ def collect(figure: Figure, preset: str, specs: list, out: Path, *, command: str
 
 def run_figure(name: str, preset: str, out, *, seeds: Optional[int] = None, jobs: int = 1,
                sets: Optional[dict] = None, cluster: Optional[str] = None, cluster_options: Optional[dict] = None,
-               progress: bool = True, command: Optional[str] = None, log=print) -> dict:
-    """Plan, run what is unfinished, and write the figure's outputs. Returns the report."""
+               progress: bool = True, command: Optional[str] = None, log=print, collect_only: bool = False) -> dict:
+    """Plan, run what is unfinished (nothing with ``collect_only``: the outputs then cover the runs
+    finished so far, e.g. while a long sweep is still running), and write the figure's outputs.
+    Returns the report."""
     from mlcm_torch.experiments.figures import get_figure
 
     figure = get_figure(name)
@@ -289,8 +291,9 @@ def run_figure(name: str, preset: str, out, *, seeds: Optional[int] = None, jobs
     if stale:
         log(f"note: {len(stale)} finished run(s) were made with a config that differs from the current one "
             f"(kept; delete their files in {out / 'runs'} to redo them)")
-    failed = execute_specs(todo, jobs=jobs, cluster=cluster, cluster_options=cluster_options, out=out,
-                           desc=figure.name, progress=progress, total=len(specs))
+    failed = [] if collect_only else execute_specs(
+        todo, jobs=jobs, cluster=cluster, cluster_options=cluster_options, out=out, desc=figure.name,
+        progress=progress, total=len(specs))
     if command is None:
         command = " ".join(shlex.quote(part) for part in ["python", "-m", "mlcm_torch.experiments", name,
                                                           "--preset", preset, "--out", str(out)])

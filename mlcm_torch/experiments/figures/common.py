@@ -135,6 +135,12 @@ def band(ax, x, stat: dict, label: str, **kwargs) -> None:
         ax.fill_between(x, mean - ci, mean + ci, alpha=0.2, color=line.get_color())
 
 
+def legend(ax, **kwargs) -> None:
+    """A small legend, if anything is labelled."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, **kwargs)
+
+
 def stat_series(stats: list[dict]) -> dict:
     return {"mean": [s["mean"] for s in stats], "ci": [s["ci"] for s in stats], "n": [s["n"] for s in stats]}
 

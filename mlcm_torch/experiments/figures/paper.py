@@ -87,7 +87,7 @@ def _plot_xy(logx: bool = False, title: str = ""):
         for ax in axes[0]:
             if logx:
                 ax.set_xscale("log", base=2)
-            ax.legend(fontsize=7)
+            c.legend(ax)
         c.save(fig, path)
 
     return plot
@@ -163,7 +163,7 @@ def _plot_self_coupling(summary: dict, path) -> None:
     axes[0][0].set(title="accuracy vs self-coupling", xlabel="J_D", ylabel="test accuracy")
     axes[0][1].set(title="label-free relaxations not converged", xlabel="J_D", ylabel="fraction", ylim=(-0.02, 1.02))
     for ax in axes[0]:
-        ax.legend(fontsize=7, loc="lower right")
+        c.legend(ax, loc="lower right")
     c.save(fig, path)
 
 
@@ -300,7 +300,7 @@ def _plot_depth(summary: dict, path) -> None:
            "probe, last layer")
     axes[0][1].set(title="accuracy vs depth", xlabel="L", ylabel="test accuracy")
     for ax in axes[0]:
-        ax.legend(fontsize=7)
+        c.legend(ax)
     c.save(fig, path)
 
 
@@ -400,7 +400,7 @@ def _plot_hetero(summary: dict, path) -> None:
         c.band(axes[0][1], g["alphas"], c.stat_series([g["recall"][str(a)] for a in g["alphas"]]), f"L={g['L']}")
     axes[0][1].set(title="fraction of pairs recalled (label-free)", xlabel="α = P/N", ylabel="recall")
     for ax in axes[0]:
-        ax.legend(fontsize=7)
+        c.legend(ax)
     c.save(fig, path)
 
 

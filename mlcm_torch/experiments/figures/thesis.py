@@ -108,8 +108,8 @@ def _plot_images(summary: dict, path) -> None:
         ax.set(title=f"{encoding}: accuracy (mean, 95 % CI)", xlabel="epoch", ylabel="accuracy")
         nc.set(title=f"{encoding}: label-free relaxations not converged", xlabel="epoch", ylabel="fraction",
                ylim=(-0.02, 1.02))
-        ax.legend(fontsize=7)
-        nc.legend(fontsize=7)
+        c.legend(ax)
+        c.legend(nc)
         for a in (ax, nc):
             a.xaxis.get_major_locator().set_params(integer=True)
     c.save(fig, path)
@@ -221,7 +221,7 @@ def _plot_sparsity(summary: dict, path) -> None:
         c.band(axes[0][2], g["val_acc"]["epoch"], g["val_acc"], label)
     axes[0][2].set(title="validation accuracy per epoch", xlabel="epoch", ylabel="accuracy")
     for ax in axes[0]:
-        ax.legend(fontsize=7)
+        c.legend(ax)
     if summary["key"] == "k_over_n" and xs:
         axes[0][0].set_xscale("log")
         axes[0][1].set_xscale("log")
