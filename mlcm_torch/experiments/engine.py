@@ -214,11 +214,20 @@ def _submitit(specs: list, out: Path, cluster: str, options: dict, jobs: int, do
 
 
 # ---------------------------------------------------------------------------------------------- outputs
+def _brief(value: Any) -> str:
+    """A scale value for one line: long lists shortened, dicts as key = value."""
+    if isinstance(value, list) and len(value) > 8:
+        return f"[{value[0]}, {value[1]}, …, {value[-1]}] ({len(value)} values)"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_brief(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
 def markdown(figure: Figure, report: dict) -> str:
     """The short Markdown table of a figure's report."""
     scale = report["scale"]
     lines = [f"# {figure.name}: {figure.title}", "", f"Command: `{report['command']}`", "",
-             f"Preset `{report['preset']}`: " + ", ".join(f"{k} = {v}" for k, v in scale.items() if k != "note")]
+             f"Preset `{report['preset']}`: " + ", ".join(f"{k} = {_brief(v)}" for k, v in scale.items() if k != "note")]
     if scale.get("note"):
         lines += ["", f"Scale: {scale['note']}"]
     if not report["complete"]:
