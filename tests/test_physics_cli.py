@@ -6,8 +6,9 @@ import json
 import pytest
 import torch
 
+from mlcm_torch.functional.fields import coupling_sum
 from mlcm_torch.physics.cli import build_parser, float_values, main
-from mlcm_torch.physics.networks import coupling_fields, random_network, random_states
+from mlcm_torch.physics.networks import random_network, random_states
 from mlcm_torch.physics.reinforcement import cell_label, phase_diagram
 
 
@@ -86,9 +87,9 @@ def test_strong_dense_reinforcement_is_trivial_and_none_is_chaotic():
 def test_int8_fields_on_cuda_match_cpu():
     net = random_network(512, 0.5, n_networks=2, storage="int8", generator=torch.Generator().manual_seed(0))
     s = random_states(2, 8, 512, generator=torch.Generator().manual_seed(1))
-    cpu = coupling_fields(net, s)
+    cpu = coupling_sum(net.graph.layers[0], s)
     gpu_net = type(net)(net.couplings.cuda(), net.j_d, net.unit)
-    assert torch.equal(coupling_fields(gpu_net, s.cuda()).cpu(), cpu)
+    assert torch.equal(coupling_sum(gpu_net.graph.layers[0], s.cuda()).cpu(), cpu)
 
 
 def test_experiment_functions_reject_bad_lists():

@@ -214,3 +214,24 @@ def test_bad_arguments_raise_value_errors():
         sparse_reinforcement(10, 2.5, 1.0)
     with pytest.raises(ValueError, match="int8"):
         random_network(10, 0.5, storage="int8", reinforcement=(1.5, 1.0))
+
+
+@pytest.mark.parametrize("storage", ["float32", "int8"])
+def test_network_is_an_engine_graph_and_max_steps_zero_is_a_fixed_point_test(storage):
+    from mlcm_torch.functional import is_fixed_point as engine_is_fixed_point
+
+    j_d = torch.tensor([0.0, 0.6, 5.0])
+    net = random_network(30, j_d, n_networks=3, kind="binary", storage=storage,
+                         generator=torch.Generator().manual_seed(0))
+    (layer,) = net.graph.layers
+    assert layer.J is net.couplings and layer.unit == net.unit and layer.tie == "flip"
+    assert torch.equal(layer.j_d.cpu(), net.j_d.to(layer.j_d.dtype))
+    assert network_from_couplings(torch.zeros(3, 3), 0.5, keep_ties=True).graph.layers[0].tie == "keep"
+    s0 = random_states(3, 8, 30, generator=torch.Generator().manual_seed(1), dtype=net.state_dtype)
+    fixed = is_fixed_point(net, s0)
+    assert torch.equal(fixed, engine_is_fixed_point(net.graph, s0, net.phase))
+    result = run_dynamics(net, s0, max_steps=0)
+    assert torch.equal(result.states, s0)
+    assert torch.equal(result.converged, fixed)
+    assert torch.equal(result.steps, torch.where(fixed, 0, -1))
+    assert bool(fixed[2].all())
