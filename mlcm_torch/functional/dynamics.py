@@ -35,7 +35,7 @@ from mlcm_torch.functional.events import (
     start_exact,
 )
 from mlcm_torch.functional.events import constants as event_constants
-from mlcm_torch.functional.fields import add_self_coupling, fields, is_fixed_point, layer_activate, layer_fields
+from mlcm_torch.functional.fields import fields, is_fixed_point, layer_activate, layer_fields
 from mlcm_torch.functional.graph import Graph, Layer, Phase
 
 NewState = Callable[[int, Tensor, Tensor], Tensor]
@@ -78,6 +78,9 @@ def sweep_sync(graph: Graph, states: Tensor, phase: Phase, sequential: bool = Tr
     or layer-independent (all layers from the previous state).
     """
     if len(graph.layers) == 1:
+        fast = _threshold_decider(graph, 0, phase, states, states.dim())
+        if fast is not None:
+            return fast(0, states, layer_fields(graph, states, 0, phase, self_coupling=False))
         return layer_activate(graph.layers[0], layer_fields(graph, states, 0, phase), states)
     if not sequential:
         h = fields(graph, states, phase)
@@ -115,31 +118,79 @@ def sequential_updates(
     sequential, O(batch·block) per update. With ``block=1`` each field is computed afresh.
     """
     spec = graph.layers[layer]
-    decide = new_state or _decide(spec)
     layer_states = states[..., graph.slice(layer)]
     order = order.to(states.device)
+    fast = _threshold_decider(graph, layer, phase, layer_states, layer_states.dim() - 1) if new_state is None else None
+    decide = fast or new_state or _decide(spec)
+    physical = (lambda h, s_i: h) if fast is not None else _self_coupling_adder(spec, layer_states)
     for b0 in range(0, order.numel(), block):
         idx = order[b0:b0 + block]
-        if idx.numel() == 1:
+        if idx.numel() == 1 and fast is None:
             h = layer_fields(graph, states, layer, phase, idx)[..., 0]
             s_i = layer_states[..., idx[0]]
             layer_states[..., idx[0]] = decide(b0, s_i, h)
             continue
         h = layer_fields(graph, states, layer, phase, idx, self_coupling=False)
         columns = None
-        if spec.J is not None:
+        if spec.J is not None and idx.numel() > 1:
             columns = spec.J[..., idx, :][..., :, idx].to(h.dtype)
             if spec.unit != 1.0 and spec.J.dtype != torch.int8:
                 columns = columns / spec.unit
+            columns = columns.transpose(-1, -2).unsqueeze(-2)  # [..., a, :, :] = (1, block) column a
         current = layer_states[..., idx]
         for a in range(idx.numel()):
-            s_a = current[..., a].clone()
-            new = decide(b0 + a, s_a, add_self_coupling(spec, h[..., a], s_a))
+            s_a = current[..., a]
+            new = decide(b0 + a, s_a, physical(h[..., a], s_a))
             delta = new - s_a
-            current[..., a] = new
+            s_a += delta
             if columns is not None:
-                h.add_(delta.unsqueeze(-1).to(h.dtype) * columns[..., :, a].unsqueeze(-2))
+                h.addcmul_(delta.unsqueeze(-1), columns[..., a, :, :])
         layer_states[..., idx] = current
+
+
+def _threshold_decider(graph: Graph, layer: int, phase: Phase, states: Tensor, dims: int) -> NewState | None:
+    """The deterministic decision of a ±1 ``flip``/``keep`` layer fed by its recurrent couplings
+    only (no incoming coupling, no threshold), on the field WITHOUT J_D s_i:
+    s_i h_i > 0 ⟺ s_i h_i^off > −J_D (``keep``: ≥) with −J_D in the field's dtype, or for int8
+    signs (h^off an exact integer in coupling units) floor(−J_D·unit) (``keep``: ceil(...)).
+    Bit-identical decisions to :func:`layer_activate` on the physical field (the rounded sum
+    h^off + J_D s_i has the exact sign of the exact sum). ``dims``: dimensions of the values
+    it is applied to. None where it does not apply."""
+    spec = graph.layers[layer]
+    if (spec.encoding != "pm1" or spec.k_winners is not None or spec.tie == "plus"
+            or phase.thresholds[layer] is not None or graph.incoming(layer, phase.feedback)):
+        return None
+    integer = spec.J is not None and spec.J.dtype == torch.int8
+    j_d = spec.j_d
+    if isinstance(j_d, Tensor):
+        j_d = j_d.to(device=states.device, dtype=torch.float64 if integer else states.dtype)
+        j_d = j_d.reshape(*j_d.shape, *([1] * (dims - j_d.dim())))
+    else:
+        j_d = torch.tensor(j_d, dtype=torch.float64 if integer else states.dtype, device=states.device)
+    if integer:  # integer thresholds: exact in the fields' dtype (|h| <= N < 2^24)
+        theta = (torch.floor if spec.tie == "flip" else torch.ceil)(-j_d * spec.unit).to(states.dtype)
+    else:
+        theta = -j_d
+    if spec.tie == "flip":
+        return lambda k, s_i, h: torch.where(s_i * h > theta, s_i, -s_i)
+    return lambda k, s_i, h: torch.where(s_i * h >= theta, s_i, -s_i)
+
+
+def _self_coupling_adder(spec: Layer, s: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """h_i, s_i (*batch,) -> the physical field h_i + J_D s_i, as :func:`add_self_coupling` computes
+    it, with J_D converted and shaped once for the per-neuron updates of a layer."""
+    j_d = spec.j_d
+    batch_dims = s.dim() - 1
+    if spec.J is not None and spec.J.dtype == torch.int8:
+        if isinstance(j_d, Tensor):
+            j_d = j_d.to(device=s.device, dtype=torch.float64).reshape(*j_d.shape, *([1] * (batch_dims - j_d.dim())))
+        j_d_unit, unit = j_d * spec.unit, spec.unit
+        if not isinstance(j_d_unit, Tensor):
+            j_d_unit = torch.tensor(j_d_unit, dtype=torch.float64, device=s.device)
+        return lambda h, s_i: (h.to(torch.float64) + s_i.to(torch.float64) * j_d_unit) / unit
+    if isinstance(j_d, Tensor):
+        j_d = j_d.to(device=s.device, dtype=s.dtype).reshape(*j_d.shape, *([1] * (batch_dims - j_d.dim())))
+    return lambda h, s_i: h + j_d * s_i
 
 
 def async_order(graph: Graph, sequential: bool, generator: torch.Generator | None) -> list[tuple[int, Tensor]]:
@@ -216,6 +267,7 @@ def relax(
     backend: str = "dense",
     prepared: EventCouplings | None = None,
     check_every: int = 1,
+    confirm_each: bool = False,
 ) -> Relaxation:
     """Relax ``states`` until a whole sweep changes no neuron, per sample, or ``max_sweeps``.
 
@@ -232,6 +284,10 @@ def relax(
     corrects them by the neurons that changed, with exact decisions (synchronous schedules
     without k-winners-take-all; see :mod:`~mlcm_torch.functional.events`), using ``prepared``
     from :func:`~mlcm_torch.functional.events.event_couplings` (made here when not given).
+    ``confirm_each`` (with ``compact``): after every sweep (and before the first) the samples
+    still moving are tested with :func:`is_fixed_point`; a fixed point is converged at once, the
+    sweep that would change nothing counted but not run (one batched field product instead of a
+    whole asynchronous sweep), and only such a test marks a sample converged.
     ``check_every``: test for "all converged" (a host synchronisation on a GPU) every k sweeps
     only; later sweeps leave converged samples as they are and are not counted, so only the
     draws of the asynchronous order generator differ.
@@ -248,7 +304,7 @@ def relax(
                               prepared or event_couplings(graph), sweeps, converged, check_every)
     elif compact:
         states = _relax_compacted(graph, states.clone(), phase, max_sweeps, schedule, generator, block,
-                                  sweeps, converged)
+                                  sweeps, converged, confirm_each)
     else:
         for t in range(max_sweeps):
             new = sweep(graph, states, phase, schedule, generator, block)
@@ -301,7 +357,7 @@ def _relax_event(
 
 def _relax_compacted(
     graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, schedule: str,
-    generator: torch.Generator | None, block: int, sweeps: Tensor, converged: Tensor,
+    generator: torch.Generator | None, block: int, sweeps: Tensor, converged: Tensor, confirm_each: bool = False,
 ) -> Tensor:
     """The loop of :func:`relax` on the moving samples only; updates ``sweeps`` and
     ``converged`` in place and returns the states."""
@@ -310,6 +366,11 @@ def _relax_compacted(
         states, sweeps, converged = states.unsqueeze(0), sweeps.unsqueeze(0), converged.unsqueeze(0)
     rows = torch.arange(states.shape[0], device=states.device)
     sub = graph
+    if confirm_each and max_sweeps > 0:
+        fixed = is_fixed_point(graph, states if batched else states[0], phase)
+        fixed = fixed if batched else fixed.unsqueeze(0)
+        sweeps += fixed
+        converged |= fixed
     for _ in range(max_sweeps):
         moving = ~converged
         if not bool(moving.any()):
@@ -328,6 +389,12 @@ def _relax_compacted(
         s_new = torch.where(act.unsqueeze(-1), s_new, s)
         changed = (s_new != s).any(dim=-1)
         states[where] = s_new
-        sweeps[where] += act
-        converged[where] |= act & ~changed
+        if confirm_each:
+            fixed = is_fixed_point(sub, s_new if batched else s_new[0], sub_phase)
+            done = act & (fixed if batched else fixed.unsqueeze(0))
+            counted = act.long() + done
+        else:
+            done, counted = act & ~changed, act
+        sweeps[where] += counted
+        converged[where] |= done
     return states if batched else states[0]

@@ -197,6 +197,9 @@ def activate(
     follows ``tie`` (:data:`~.graph.Tie`; ``flip`` and ``keep`` need the current ``states``).
     With ``k_winners`` = k only the k largest fields of each layer are active.
     """
+    if k_winners is None and encoding == "pm1" and tie != "plus":
+        # ±1 states: "flip" keeps s_i iff s_i h_i > 0, "keep" flips s_i iff s_i h_i < 0.
+        return torch.where(states * h > 0, states, -states) if tie == "flip" else torch.where(states * h < 0, -states, states)
     inactive = -1.0 if encoding == "pm1" else 0.0
     dtype = states.dtype if states is not None else h.dtype
     if k_winners is not None:

@@ -119,6 +119,7 @@ def run_dynamics(
     states = check_states(network, initial)
     with tqdm(total=max_steps, disable=not progress, desc=f"{dynamics} dynamics", leave=False) as bar:
         relaxation = relax(network.graph, states, network.phase, max_steps, _SCHEDULES[dynamics], generator,
-                           block=BLOCK, confirm_last=True, compact=True)
+                           block=BLOCK, confirm_last=True, compact=True,
+                           confirm_each=dynamics == "async")
         bar.update(min(max_steps, int(relaxation.sweeps.max())) if relaxation.sweeps.numel() else 0)
     return DynamicsResult.from_relaxation(relaxation)
