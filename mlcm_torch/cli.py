@@ -14,6 +14,7 @@ fails before its first batch leaves no empty log folder behind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import importlib
 import inspect
@@ -101,6 +102,8 @@ def _leaves(message: str) -> list[tuple[list[tuple[str, str]], str, Optional[str
     for raw in message.splitlines():
         indent = len(raw) - len(raw.lstrip())
         line = raw.strip()
+        if not line:
+            continue
         while stack and stack[-1][0] >= indent:
             stack.pop()
         match = _GIVEN.match(line)
@@ -109,7 +112,7 @@ def _leaves(message: str) -> list[tuple[list[tuple[str, str]], str, Optional[str
             nested = _NESTED_VALUE.match(value)
             given = given or (nested.group(1).strip("'\"") if nested else value)
             continue
-        if any(pattern.match(line) for pattern in _NOISE):
+        if any(pattern.match(line) or pattern.match(line[2:] if line.startswith("- ") else line) for pattern in _NOISE):
             continue
         for pattern, kind in ((_KEY, "key"), (_CLASS, "class")):
             match = pattern.match(line)
@@ -120,7 +123,7 @@ def _leaves(message: str) -> list[tuple[list[tuple[str, str]], str, Optional[str
                     leaves.append(([step for _, step in stack], rest, None))
                 break
         else:
-            leaves.append(([step for _, step in stack], line.lstrip("- "), None))
+            leaves.append(([step for _, step in stack], line[2:] if line.startswith("- ") else line, None))
     return [(path, text, given) for path, text, _ in leaves]
 
 
@@ -188,6 +191,11 @@ def _given_on_command_line(args: Iterable[str], key: str) -> Optional[tuple[str,
     return None
 
 
+def _short(value: Optional[str]) -> Optional[str]:
+    """A value worth repeating in a message (not a dump of a whole section)."""
+    return value if value is not None and len(value) <= 60 and not value.startswith(("{", "Namespace(")) else None
+
+
 def _suggest(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
     if not close:
@@ -201,7 +209,10 @@ def _wrap(prefix: str, items: list[str]) -> list[str]:
 
 def _help_hint(key: str, class_path: Optional[str], subcommand: Optional[str]) -> str:
     command = f"{_program()} {subcommand or 'fit'}"
-    if class_path and key:
+    cls = _import(class_path) if class_path else None
+    if key.endswith(".init_args"):
+        key = key[: -len(".init_args")]
+    if class_path and key and cls is not None and not dataclasses.is_dataclass(cls):
         return f"options and their docs: {command} --{key}.help {class_path}"
     return f"options and their docs: {command} --help"
 
@@ -216,7 +227,7 @@ def _describe_leaf(path: list[tuple[str, str]], text: str, given: Optional[str],
         name = unknown.group(1)
         key = f"{prefix}.{name}" if prefix else name
         typed = _given_on_command_line(args, key)
-        option, value = typed if typed else (f"{key} (in the config)", given)
+        option, value = typed if typed else (f"{key} in the config", _short(given))
         allowed = _parameters(class_path)
         owner = class_path or "this section"
         lines = [f"error: unknown option {option}" + (f" (value {value})" if value is not None else "") + ": "
@@ -224,6 +235,8 @@ def _describe_leaf(path: list[tuple[str, str]], text: str, given: Optional[str],
         if allowed:
             lines += _wrap(f"  parameters of {owner}: ", allowed)
         return lines + ["  " + _help_hint(prefix, class_path, subcommand)]
+    if prefix.endswith(".init_args"):
+        prefix = prefix[: -len(".init_args")]
     typed = _given_on_command_line(args, prefix) if prefix else None
     option = typed[0] if typed else (f"--{prefix}" if prefix else "the configuration")
     literal = re.match(r"^Expected a (?:typing\.)?Literal\[(.*)\]\. Got value: (.*)$", text)
@@ -235,8 +248,9 @@ def _describe_leaf(path: list[tuple[str, str]], text: str, given: Optional[str],
     expected = re.match(r"^Expected a (.*?)(?:\. Got value: (.*))?$", text)
     if expected:
         kind = re.sub(r"<class '([^']+)'>", r"\1", expected.group(1))
-        value = expected.group(2) or (typed[1] if typed else None) or given
-        return [f"error: invalid value for {option}: {value!r}; expected {kind}"]
+        value = expected.group(2) or (typed[1] if typed else None) or _short(given)
+        shown = f": {value!r}" if value is not None else ""
+        return [f"error: invalid value for {option}{shown}; expected {kind}"]
     missing = re.match(r"^module '([^']+)' has no attribute '([^']+)'", text)
     if missing:
         module, name = missing.groups()
@@ -261,7 +275,10 @@ def short_parse_error(message: str, args: list[str], parser: Optional[LightningA
                 lines.append(f"error: unknown option {arg}{_suggest(arg.partition('=')[0], options)}")
             else:
                 lines.append(f"error: unexpected argument {arg!r}")
-        return "\n".join(lines + [f"  options and their docs: {_program()} {subcommand or 'fit'} --help"])
+        return _clip(lines + [f"  options and their docs: {_program()} {subcommand or 'fit'} --help"])
+    if 'Invalid option "comments" for --print_config' in text:
+        return ("error: --print_config=comments needs ruamel.yaml, which is not installed\n"
+                "  install it with: pip install 'jsonargparse[ruamel]'  (or reinstall mlcm_torch)")
     choice = re.match(r"^argument (\w+): invalid choice: '([^']*)' \(choose from (.*)\)$", text)
     if choice:
         name, value, choices = choice.groups()
@@ -294,13 +311,18 @@ def _innermost(error: BaseException) -> BaseException:
         error = nxt
 
 
-def _failing_class(error: BaseException) -> Optional[type]:
-    """The class jsonargparse was instantiating when ``error`` was raised."""
-    found = None
+def _classes_being_built(error: BaseException) -> list[type]:
+    """The classes under construction when ``error`` was raised, outermost first: those jsonargparse
+    (or Lightning's instantiator) was instantiating (``class_type``) and dataclasses whose
+    ``__init__`` was running."""
+    found: list[type] = []
     for frame, _ in traceback.walk_tb(error.__traceback__):
         candidate = frame.f_locals.get("class_type")
-        if frame.f_code.co_name == "default_class_instantiator" and isinstance(candidate, type):
-            found = candidate
+        this = frame.f_locals.get("self")
+        if frame.f_code.co_name in ("__init__", "__post_init__") and dataclasses.is_dataclass(this):
+            candidate = type(this)
+        if isinstance(candidate, type) and candidate not in found:
+            found.append(candidate)
     return found
 
 
@@ -311,6 +333,9 @@ def _config_keys_of(config: Any, cls: type, prefix: str = "") -> list[str]:
         config = config.clone().as_dict()
     if isinstance(config, dict):
         if config.get("class_path") and _import(config["class_path"]) is cls:
+            keys.append(prefix)
+        elif dataclasses.is_dataclass(cls) and prefix and config and "class_path" not in config and set(config) <= {
+                field.name for field in dataclasses.fields(cls)}:
             keys.append(prefix)
         for name, value in config.items():
             keys += _config_keys_of(value, cls, f"{prefix}.{name}" if prefix else name)
@@ -325,16 +350,26 @@ def short_instantiation_error(error: BaseException, config: Any, args: list[str]
     """A short message for an error raised while the classes of the config were instantiated."""
     origin = _innermost(error)
     reason = str(origin).strip() or type(origin).__name__
-    cls = _failing_class(origin) or _failing_class(error)
+    section = config.get(subcommand, config) if subcommand and isinstance(config, Namespace) else config
+    candidates = _classes_being_built(origin) or _classes_being_built(error)
+    cls, keys = (candidates[-1] if candidates else None), []
+    for candidate in reversed(candidates):  # the innermost class that the configuration names
+        keys = _config_keys_of(section, candidate)
+        if keys:
+            cls = candidate
+            break
     lines: list[str] = []
-    if cls is not None:
+    trainer = any(frame.f_code.co_name == "_instantiate_trainer" for frame, _ in traceback.walk_tb(error.__traceback__))
+    if trainer and cls is None:
+        lines += [f"error: invalid trainer configuration (--trainer.*): {reason.splitlines()[0]}",
+                  *("  " + line for line in reason.splitlines()[1:]),
+                  f"  options and their docs: {_program()} {subcommand or 'fit'} --help"]
+    elif cls is not None:
         name = f"{cls.__module__}.{cls.__qualname__}"
         for public in ("mlcm_torch", "mlcm_torch.training", "mlcm_torch.data"):
             if getattr(importlib.import_module(public), cls.__name__, None) is cls:
                 name = f"{public}.{cls.__name__}"
                 break
-        section = config.get(subcommand, config) if subcommand and isinstance(config, Namespace) else config
-        keys = _config_keys_of(section, cls)
         where = f" (--{keys[0]})" if len(keys) == 1 else (f" (one of --{', --'.join(keys)})" if keys else "")
         lines.append(f"error: invalid configuration of {name}{where}:")
         option = re.match(r"^(\w+)=", reason)
@@ -363,8 +398,11 @@ _QUIET = [
 
 
 class _NoTips(logging.Filter):
+    """Drops Lightning's advertisements and its note that a model summary callback is configured."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip:")
+        message = str(record.msg)
+        return not (message.startswith("💡 Tip:") or message.startswith("Trainer already configured with model summary"))
 
 
 def quiet_lightning() -> None:
@@ -406,6 +444,8 @@ class MLCMCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as error:
+            if os.environ.get("MLCM_TRACEBACK"):
+                raise
             subcommand = self._subcommand_name()
             target = self._subcommand_parsers.get(subcommand, parser) if subcommand and hasattr(
                 self, "_subcommand_parsers") else parser
@@ -426,18 +466,24 @@ class MLCMCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, MisconfigurationException) as error:
+            if os.environ.get("MLCM_TRACEBACK"):
+                raise
             message = short_instantiation_error(error, self.config, self._args, self.subcommand)
             _report(message)
             raise UsageError(message) from None
 
     def _run_subcommand(self, subcommand: str) -> None:
         log_dir = self._log_dir()
-        existed = log_dir is not None and log_dir.exists()
+        created = [] if log_dir is None else [p for p in (log_dir, *log_dir.resolve().parents) if not p.exists()]
         try:
             super()._run_subcommand(subcommand)
         except BaseException:
-            if log_dir is not None and not existed and not self._ran_a_batch():
-                _remove_if_only_logs(log_dir)
+            if created and not self._ran_a_batch() and _remove_if_only_logs(created[0]):
+                for parent in created[1:]:  # the <save_dir>/<name> folders made for it, if now empty
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        break
             raise
 
     def _log_dir(self) -> Optional[Path]:
@@ -454,13 +500,18 @@ class MLCMCLI(LightningCLI):
                    for loop in loops)
 
 
-def _remove_if_only_logs(folder: Path) -> None:
+def _remove_if_only_logs(folder: Path) -> bool:
     """Remove a run folder that holds nothing but what a logger and the config callback write at
-    startup (event files, hparams.yaml, config.yaml): no checkpoint, no prediction."""
+    startup (event files, hparams.yaml, config.yaml): no checkpoint, no prediction. Returns whether
+    the folder is gone."""
+    if not folder.exists():
+        return True
     keep = [p for p in folder.rglob("*") if p.is_file() and not (
         p.name.startswith("events.out.tfevents") or p.name in ("hparams.yaml", "config.yaml", "metrics.csv"))]
-    if not keep:
-        shutil.rmtree(folder, ignore_errors=True)
+    if keep:
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return not folder.exists()
 
 
 def cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
@@ -479,7 +530,7 @@ def cli(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         args=args,
         run=run,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": _program(), "description": DESCRIPTION, "exit_on_error": False, "formatter_class": HelpFormatter},
+        parser_kwargs={"prog": _program(), "description": DESCRIPTION, "exit_on_error": False, "allow_abbrev": False, "formatter_class": HelpFormatter},
     )
 
 

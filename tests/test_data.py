@@ -19,10 +19,13 @@ from mlcm_torch.data import (
     FashionMNISTDataModule,
     MNISTDataModule,
     RandomProjection,
+    ResumableDataLoader,
     SyntheticDataModule,
     binarize,
 )
 from mlcm_torch.data.datamodules import DATA_DIR_ENV
+
+from conftest import ARCHIVES, data_candidates, has_raw, require, skip_message
 
 EXPECTED_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -227,7 +230,8 @@ class RecordingModel(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def fit(max_epochs: int, ckpt_path: Path | None = None, save_to: Path | None = None) -> RecordingModel:
+def fit(max_epochs: int, ckpt_path: Path | None = None, save_to: Path | None = None,
+        callbacks: list | None = None) -> RecordingModel:
     """Fit a RecordingModel on a tiny synthetic set; optionally resume or save a checkpoint."""
     module = SyntheticDataModule(num_classes=3, in_features=12, train_size=24, val_size=0, batch_size=6)
     model = RecordingModel()
@@ -235,7 +239,8 @@ def fit(max_epochs: int, ckpt_path: Path | None = None, save_to: Path | None = N
         max_epochs=max_epochs,
         accelerator="cpu",
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=bool(callbacks),
+        callbacks=callbacks,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
@@ -257,11 +262,67 @@ def test_lightning_sets_the_epoch_and_resumes_with_the_same_batches(tmp_path: Pa
     assert torch.equal(torch.cat([x for _, x in resumed.seen]), torch.cat(epochs[1] + epochs[2]))
 
 
+class InterruptAt(L.Callback):
+    """Raises KeyboardInterrupt (as Ctrl-C does) after the given global step."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("saved_at", [2, 4, 6])  # mid-epoch 0, end of epoch 0 (before its end hooks), mid-epoch 1
+def test_lightning_resumes_mid_epoch_with_the_remaining_batches(tmp_path: Path, saved_at: int) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    uninterrupted = fit(max_epochs=3)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=saved_at, save_top_k=0, save_last=True)
+    with pytest.raises(SystemExit):  # Lightning's answer to Ctrl-C
+        fit(max_epochs=3, callbacks=[InterruptAt(saved_at + 1), checkpoint])
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["global_step"] == saved_at
+    torch.manual_seed(999)
+    resumed = fit(max_epochs=3, ckpt_path=tmp_path / "last.ckpt")
+    # 12 batches in all (3 epochs of 4): the resumed run trains exactly the ones not done, in order.
+    assert len(resumed.seen) == 12 - saved_at
+    assert [e for e, _ in resumed.seen] == [e for e, _ in uninterrupted.seen[saved_at:]]
+    assert torch.equal(torch.cat([x for _, x in resumed.seen]), torch.cat([x for _, x in uninterrupted.seen[saved_at:]]))
+
+
+def test_resumable_loader_state_skips_the_batches_handed_out() -> None:
+    module = SyntheticDataModule(num_classes=3, in_features=12, train_size=30, val_size=0, batch_size=4)
+    module.setup()
+    loader = module.train_dataloader()
+    assert isinstance(loader, ResumableDataLoader) and len(loader) == 8
+    loader.sampler.set_epoch(2)
+    full = [y for _, y in loader]
+    iterator = iter(loader)
+    for _ in range(3):
+        next(iterator)
+    state = loader.state_dict()
+    assert state == {"epoch": 2, "batches": 3}
+    fresh = module.train_dataloader()
+    fresh.load_state_dict(state)
+    assert len(fresh) == 8  # Lightning counts the epoch's batches from the loader's length
+    fresh.sampler.set_epoch(2)
+    rest = [y for _, y in fresh]
+    assert len(rest) == 5 and all(torch.equal(a, b) for a, b in zip(rest, full[3:]))
+    assert fresh.state_dict() == {"epoch": 2, "batches": 8}
+    assert len([y for _, y in fresh]) == 8  # once only: the next pass is whole
+    other = module.train_dataloader()
+    other.load_state_dict(state)
+    other.sampler.set_epoch(3)  # another epoch than the saved one: no skipping
+    assert len(list(other)) == 8
+
+
 # ----------------------------------------------------------------------------- MNIST and Fashion-MNIST
 
 
 @pytest.mark.parametrize("cls", IMAGE_MODULES)
 def test_image_module_splits_and_shapes(cls: type, shared_data_dir: Path) -> None:
+    require(shared_data_dir, cls.dataset_class.__name__)
     module = small_image_module(cls, shared_data_dir)
     assert (module.in_features, module.num_classes) == (784, 10)
     sizes = {name: len(module.dataset(name)) for name in ("train", "val", "test")}
@@ -346,6 +407,40 @@ def test_missing_data_when_download_fails(tmp_path: Path, monkeypatch: pytest.Mo
         MNISTDataModule(data_dir=str(tmp_path), download=True).prepare_data()
     assert_names_folder_and_files(error, tmp_path / "MNIST" / "raw")
     assert "no network" in str(error.value)
+
+
+def test_a_wrong_data_dir_creates_no_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args, **kwargs) -> None:
+        raise URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", offline)
+    wrong = tmp_path / "dta" / "mnist"
+    with pytest.raises(FileNotFoundError, match="not available in"):
+        MNISTDataModule(data_dir=str(wrong), download=True).prepare_data()
+    assert list(tmp_path.iterdir()) == []  # neither dta/, dta/mnist/ nor dta/mnist/MNIST/raw/ was left
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(FileNotFoundError):
+        MNISTDataModule(data_dir=str(existing), download=True).prepare_data()
+    assert existing.is_dir() and list(existing.iterdir()) == []  # the user's folder stays, empty
+
+
+def test_tests_find_the_data_in_the_environment_then_data_then_shared(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ARCHIVES:
+        (raw / f"{name}.gz").write_bytes(b"")
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    labels = [label for label, _ in data_candidates()]
+    assert labels == ["$MLCM_DATA_DIR", "./data", "../shared/data"]
+    assert data_candidates()[0][1] == tmp_path and has_raw(tmp_path, "MNIST")
+    assert not has_raw(tmp_path, "FashionMNIST")
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert not has_raw(tmp_path, "MNIST")
+    message = skip_message("MNIST")
+    assert str(tmp_path) in message and "./data" in message and "../shared/data" in message
+    assert "MLCM_DATA_DIR=" in message and "train-images-idx3-ubyte.gz" in message
 
 
 def test_packed_archives_need_prepare_data(shared_data_dir: Path, tmp_path: Path) -> None:

@@ -294,12 +294,24 @@ def load_torchvision_images(
         FileNotFoundError: when the files are absent and cannot be downloaded; the
             message names the folder and the four files expected.
     """
+    folder = root / dataset_class.__name__ / "raw"
+    created = [path for path in (folder, folder.parent, *folder.parent.parents) if not path.exists()]
     try:
         dataset = dataset_class(str(root), train=train, download=download)
     except RuntimeError as error:
-        folder = root / dataset_class.__name__ / "raw"
+        _remove_empty(created)
         raise FileNotFoundError(_unavailable_message(dataset_class, folder, download, error)) from error
     return dataset.data, dataset.targets.to(torch.int64)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (deepest first) that a failed download created and left empty, so that a
+    wrong ``data_dir`` leaves nothing behind."""
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:  # not empty, or not there
+            break
 
 
 class _ImageDataModule(BinaryDataModule):

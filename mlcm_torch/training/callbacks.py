@@ -10,7 +10,7 @@ import sys
 from typing import Any, Optional
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint, ModelSummary
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_summary.model_summary import (
     _format_summary_table,
@@ -38,9 +38,10 @@ def checkpoint_dir(trainer: L.Trainer) -> str:
     return os.path.join(trainer.default_root_dir, "checkpoints")
 
 
-class InterruptCheckpoint(OnExceptionCheckpoint):
-    """Lightning's ``OnExceptionCheckpoint`` that writes ``on_exception.ckpt`` next to the run's
-    other checkpoints and makes Ctrl-C stop at a batch boundary.
+class InterruptCheckpoint(Checkpoint):
+    """A checkpoint on Ctrl-C or an exception during ``fit``, like Lightning's
+    ``OnExceptionCheckpoint``, written next to the run's other checkpoints, with Ctrl-C stopping
+    at a batch boundary.
 
     - ``dirpath`` defaults to the folder of the run's ``ModelCheckpoint``
       (``lightning_logs/<name>/version_<n>/checkpoints``), so the file sits beside ``last.ckpt``.
@@ -55,15 +56,24 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
     - As with Lightning's callback, the file is removed when a later run in the same folder ends
       normally.
 
+    It is not an ``OnExceptionCheckpoint`` subclass on purpose: with one of those in the callbacks,
+    Lightning turns every ``fit`` without ``ckpt_path`` into ``ckpt_path="last"`` (resuming the
+    newest ``last``/on-exception checkpoint it finds, and warning on every run).
+
     Args:
         dirpath: folder of the checkpoint (default: the run's checkpoint folder).
         filename: file name without the ``.ckpt`` extension.
         defer_sigint: finish the current batch on the first Ctrl-C (else stop at once, as Lightning).
     """
 
+    FILE_EXTENSION = ".ckpt"
+
     def __init__(self, dirpath: Optional[str] = None, filename: str = "on_exception", defer_sigint: bool = True) -> None:
-        super().__init__(dirpath or ".", filename)
+        super().__init__()
+        if not filename:
+            raise ValueError("filename is empty; give a name without extension, e.g. 'on_exception'")
         self.dirpath = dirpath
+        self.filename = filename
         self.defer_sigint = defer_sigint
         self._resolved: Optional[str] = None
         self._stepped = False
@@ -71,11 +81,10 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
         self._previous_handler: Any = None
 
     @property
-    def ckpt_path(self) -> str:
+    def ckpt_path(self) -> Optional[str]:  # type: ignore[override]
+        """The checkpoint's path; None until training starts when ``dirpath`` is not given."""
         folder = self.dirpath or self._resolved
-        if folder is None:
-            raise RuntimeError("InterruptCheckpoint has no folder yet: it is resolved when fit starts")
-        return os.path.join(folder, self.filename + self.FILE_EXTENSION)
+        return None if folder is None else os.path.join(folder, self.filename + self.FILE_EXTENSION)
 
     # ------------------------------------------------------------------ Ctrl-C at a batch boundary
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -117,14 +126,14 @@ class InterruptCheckpoint(OnExceptionCheckpoint):
         if not self._stepped or trainer.state.fn != "fit":
             return
         self._resolved = self._resolved or checkpoint_dir(trainer)
-        super().on_exception(trainer, pl_module, exception)
+        trainer.save_checkpoint(self.ckpt_path)
         rank_zero_info(f"Saved the training state at global step {trainer.global_step} to {self.ckpt_path}; "
                        f"resume with the same command and --ckpt_path {self.ckpt_path}")
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._restore()
-        if self.dirpath or self._resolved:
-            super().teardown(trainer, pl_module, stage)
+        if stage == "fit" and self.ckpt_path is not None:  # a fit that ended normally: a stale file goes
+            trainer.strategy.remove_checkpoint(self.ckpt_path)
 
 
 def coupling_elements(module: nn.Module) -> tuple[int, int]:
