@@ -252,6 +252,14 @@ def _machine_line(records: list) -> str:
     return f"{m.get('machine')}, {m.get('cpus')} cores, {m.get('threads')} threads/run, GPU: {m.get('gpu') or 'none'}"
 
 
+def _dump(report: dict) -> str:
+    """The report as JSON: indented, except one compact line per run (a sweep has hundreds)."""
+    head = json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=1, default=str, ensure_ascii=False)
+    runs = ",\n  ".join(json.dumps(run, default=str, separators=(",", ":"), ensure_ascii=False)
+                         for run in report["runs"])
+    return head[:-2] + (',\n "runs": [\n  ' + runs + "\n ]\n}" if runs else ',\n "runs": []\n}')
+
+
 def collect(figure: Figure, preset: str, specs: list, out: Path, *, command: str, sets: dict,
             failed: Sequence[dict] = ()) -> dict:
     """Summarize the finished runs of ``specs`` and write ``<out>/<figure>.json``, ``.png``, ``.md``."""
@@ -271,7 +279,7 @@ def collect(figure: Figure, preset: str, specs: list, out: Path, *, command: str
         "summary": summary, "runs": records,
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{figure.name}.json").write_text(json.dumps(report, indent=1, default=str))
+    (out / f"{figure.name}.json").write_text(_dump(report))
     import matplotlib
 
     matplotlib.use("Agg")
