@@ -126,7 +126,7 @@ class InterruptCheckpoint(Checkpoint):
         if not self._stepped or trainer.state.fn != "fit":
             return
         self._resolved = self._resolved or checkpoint_dir(trainer)
-        trainer.save_checkpoint(self.ckpt_path)
+        trainer.save_checkpoint(self.ckpt_path, weights_only=False)
         rank_zero_info(f"Saved the training state at global step {trainer.global_step} to {self.ckpt_path}; "
                        f"resume with the same command and --ckpt_path {self.ckpt_path}")
 
