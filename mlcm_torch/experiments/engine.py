@@ -186,7 +186,10 @@ def _submitit(specs: list, out: Path, cluster: str, options: dict, jobs: int, do
         raise ExperimentError(
             f"--cluster {cluster} needs submitit, an optional extra: pip install 'mlcm_torch[cluster]' "
             f"(or pip install submitit)") from None
-    executor = submitit.AutoExecutor(folder=str(Path(out) / "submitit" / "%j"), cluster=cluster)
+    try:
+        executor = submitit.AutoExecutor(folder=str(Path(out) / "submitit" / "%j"), cluster=cluster)
+    except RuntimeError as error:  # e.g. no srun on this machine
+        raise ExperimentError(f"--cluster {cluster}: {error}") from None
     parameters: dict[str, Any] = {"timeout_min": 240, "cpus_per_task": 4, "name": specs[0]["figure"]}
     if specs[0].get("device") == "gpu":
         parameters["gpus_per_node"] = 1
