@@ -38,11 +38,11 @@ def _with_backend(net: Network, backend: str) -> Network:
     return net
 
 
-def mixed(backend="dense", tie="plus"):
+def mixed(backend="dense", tie="plus", n=N):
     """Two layers, a learnable dense forward coupling, a clamped one-to-one
     backward coupling, and the input into both."""
-    layers = [RecurrentLayer(N, j_d=0.3, lr=0.1, robustness=0.3, tie=tie),
-              RecurrentLayer(N, j_d=0.3, lr=0.1, robustness=0.3, tie=tie)]
+    layers = [RecurrentLayer(n, j_d=0.3, lr=0.1, robustness=0.3, tie=tie),
+              RecurrentLayer(n, j_d=0.3, lr=0.1, robustness=0.3, tie=tie)]
     couplings = [InputCoupling(0, 1.5, lr=0.05), InputCoupling(1, 1.0), Dense(1, 0, 1.2, lr=0.05),
                  OneToOne(0, 1, 0.7, phases="clamped"), LabelCoupling(-1, 1.0)]
     init = "input" if tie != "plus" else "zeros"
@@ -109,7 +109,7 @@ def test_event_rechecks_fields_near_zero():
     assert event.states[0, 0] == -1.0 and torch.equal(event.states, dense64.states.float())
 
 
-@pytest.mark.parametrize("make", [lambda b: chain(backend=b), lambda b: mixed(backend=b)], ids=["chain", "mixed"])
+@pytest.mark.parametrize("make", [lambda b: chain(backend=b), lambda b: mixed(backend=b, n=16)], ids=["chain", "mixed"])
 def test_fifty_training_steps_give_identical_couplings(make):
     dense, event = make("dense").double(), make("event").double()
     for step in range(50):
