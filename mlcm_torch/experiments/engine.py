@@ -122,8 +122,8 @@ def execute_specs(specs: Sequence[dict], *, jobs: int = 1, cluster: Optional[str
                   cluster_options: Optional[dict] = None, out: Path, desc: str = "runs",
                   progress: bool = True, total: Optional[int] = None) -> list[dict]:
     """Run ``specs`` (all unfinished): ``jobs`` worker processes (spawned, each with
-    ``OMP_NUM_THREADS`` = cores // jobs, at most ``$OMP_NUM_THREADS``; 1 at smoke), inline when ``jobs`` is 0, or through submitit with
-    ``cluster``. Returns the failures ``[{"id", "error", "traceback"}]``; a failure leaves no
+    ``OMP_NUM_THREADS`` = cores // jobs, at most ``$OMP_NUM_THREADS``; 1 at smoke), inline when
+    ``jobs`` is 0, or through submitit with ``cluster``. Returns the failures ``[{"id", "error", "traceback"}]``; a failure leaves no
     record (a restart tries it again) but ``<out>/runs/<id>.error.txt``."""
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
         raise ExperimentError(f"--jobs {jobs!r}: expected an integer >= 0 (0 runs inline)")
@@ -138,10 +138,13 @@ def execute_specs(specs: Sequence[dict], *, jobs: int = 1, cluster: Optional[str
     bar = _progress(total, total - len(specs), desc, progress)
 
     def done(result: dict, spec: dict) -> None:
+        error_file = Path(spec["path"]).with_suffix(".error.txt")
         if "error" in result:
             failures.append(result)
-            Path(spec["path"]).with_suffix(".error.txt").write_text(result.get("traceback", result["error"]))
+            error_file.write_text(result.get("traceback", result["error"]))
             bar.write(f"run {spec['id']} ({spec['label']}, seed {spec['seed']}) failed: {result['error']}")
+        elif error_file.exists():
+            error_file.unlink()  # an earlier attempt's
         bar.update(1)
 
     try:
@@ -155,25 +158,43 @@ def execute_specs(specs: Sequence[dict], *, jobs: int = 1, cluster: Optional[str
             if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # an explicit limit is kept
                 threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
             specs = [dict(spec, threads=spec.get("threads") or threads) for spec in specs]
-            context = multiprocessing.get_context("spawn")
-            pool = futures.ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context,
-                                               initializer=_worker_init, initargs=(threads,))
-            try:
-                pending = {pool.submit(_safe_execute, spec): spec for spec in specs}
-                for future in futures.as_completed(pending):
-                    spec = pending[future]
-                    try:
-                        result = future.result()
-                    except Exception as error:  # noqa: BLE001 - a worker that died
-                        result = {"id": spec["id"], "error": f"{type(error).__name__}: {error}"}
-                    done(result, spec)
-            except BaseException:  # Ctrl-C: drop the queued runs; the running ones finish and are kept
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown()
+            for attempt in range(2):  # a pool whose worker died is replaced once for the runs it left
+                specs = _run_pool(specs, jobs, threads, done, last_attempt=attempt == 1)
+                if not specs:
+                    break
+                bar.write(f"a worker process died; {len(specs)} run(s) go to a new pool")
     finally:
         bar.close()
     return failures
+
+
+def _run_pool(specs: list, jobs: int, threads: int, done, last_attempt: bool) -> list:
+    """Run ``specs`` in ``jobs`` spawned workers; returns the specs to retry when a worker died
+    (``BrokenProcessPool``: the pool then fails every run it had not finished), unless
+    ``last_attempt``, when they are reported as failed."""
+    context = multiprocessing.get_context("spawn")
+    pool = futures.ProcessPoolExecutor(max_workers=min(jobs, len(specs)), mp_context=context,
+                                       initializer=_worker_init, initargs=(threads,))
+    retry = []
+    try:
+        pending = {pool.submit(_safe_execute, spec): spec for spec in specs}
+        for future in futures.as_completed(pending):
+            spec = pending[future]
+            try:
+                result = future.result()
+            except futures.process.BrokenProcessPool as error:
+                if not last_attempt:
+                    retry.append(spec)
+                    continue
+                result = {"id": spec["id"], "error": f"a worker process died (killed? out of memory?): {error}"}
+            except Exception as error:  # noqa: BLE001 - reported per run
+                result = {"id": spec["id"], "error": f"{type(error).__name__}: {error}"}
+            done(result, spec)
+    except BaseException:  # Ctrl-C: drop the queued runs; the running ones finish and are kept
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return retry
 
 
 def _submitit(specs: list, out: Path, cluster: str, options: dict, jobs: int, done) -> None:
