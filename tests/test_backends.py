@@ -122,9 +122,10 @@ def test_fifty_training_steps_give_identical_couplings(make):
             assert torch.equal(a, b), name
 
 
-def test_auto_backend_picks_event_on_the_cpu():
+def test_auto_backend_picks_event_for_cpu_inference():
     net = chain(backend="auto")
     assert net.sweep_backend(torch.device("cpu")) == "event"
+    assert net.sweep_backend(torch.device("cpu"), training=True) == "dense"
     assert chain(backend="auto", schedule="layer_sequential_async").sweep_backend(torch.device("cpu")) == "event"
     assert chain(backend="auto", k_winners=5).sweep_backend(torch.device("cpu")) == "dense"
     with pytest.raises(ValueError, match="backend='fast' is not supported"):

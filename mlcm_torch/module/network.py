@@ -203,13 +203,15 @@ class Network(Configurable, nn.Module):
         phase = prepare_phase(self.graph(), x, y if feedback else None, feedback)
         return self._view(fields(self.graph(), states.reshape(x.shape[0], -1), phase))
 
-    def sweep_backend(self, device: torch.device) -> str:
+    def sweep_backend(self, device: torch.device, training: bool = False) -> str:
         """The sweep implementation used on ``device``: ``dynamics.backend``, with ``auto``
-        resolved (event-driven for synchronous schedules on the CPU, dense otherwise)."""
+        resolved: event-driven for label-free relaxations on the CPU (the couplings stay fixed
+        across batches, so its preparation is reused), dense for the relaxations of a training
+        step (``training``) and on GPUs."""
         backend, schedule = self._dynamics.backend, self._dynamics.schedule
         supported = event_supported(self.graph(), schedule)
         if backend == "auto":
-            return "event" if supported and device.type == "cpu" else "dense"
+            return "event" if supported and device.type == "cpu" and not training else "dense"
         return backend
 
     def _event_couplings(self, graph: Graph) -> EventCouplings:
@@ -223,8 +225,8 @@ class Network(Configurable, nn.Module):
             self.__dict__["_event_cache"] = cached
         return cached[1]
 
-    def _run(self, graph: Graph, states: Tensor, phase: Phase, max_sweeps: int) -> Relaxation:
-        backend = self.sweep_backend(states.device)
+    def _run(self, graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, training: bool = False) -> Relaxation:
+        backend = self.sweep_backend(states.device, training)
         prepared = self._event_couplings(graph) if backend == "event" else None
         check_every = 1 if states.device.type == "cpu" else CUDA_CHECK_EVERY
         return relax(graph, states, phase, max_sweeps, self._dynamics.schedule, self.generator,
@@ -244,13 +246,13 @@ class Network(Configurable, nn.Module):
             return {"free": self._run(graph, states, free, dynamics.inference_budget)}
         clamped = prepare_phase(graph, x, y, True)
         if dynamics.protocol == "thesis":
-            return {"clamped": self._run(graph, states, clamped, dynamics.max_sweeps)}
+            return {"clamped": self._run(graph, states, clamped, dynamics.max_sweeps, True)}
         phases = {}
         if dynamics.warmup_sweeps:
-            phases["warmup"] = self._run(graph, states, free, dynamics.warmup_sweeps)
+            phases["warmup"] = self._run(graph, states, free, dynamics.warmup_sweeps, True)
             states = phases["warmup"].states
-        phases["clamped"] = self._run(graph, states, clamped, dynamics.max_sweeps)
-        phases["free"] = self._run(graph, phases["clamped"].states, free, dynamics.free_budget)
+        phases["clamped"] = self._run(graph, states, clamped, dynamics.max_sweeps, True)
+        phases["free"] = self._run(graph, phases["clamped"].states, free, dynamics.free_budget, True)
         return phases
 
     @torch.no_grad()

@@ -41,7 +41,9 @@ class Dynamics:
             ``event`` carries the fields and corrects them by the neurons that changed, with
             the decisions of the dense path evaluated in float64
             (:mod:`mlcm_torch.functional.events`; not for k-winners-take-all); ``auto``
-            picks ``event`` where it measured faster: on the CPU, without k-winners.
+            picks ``event`` for label-free relaxations on the CPU (inference, where the
+            couplings are fixed and the event preparation is reused), ``dense`` for training
+            relaxations (the couplings change every step) and on GPUs.
     """
 
     schedule: Schedule = "layer_sequential_sync"
