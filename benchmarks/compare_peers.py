@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             if seconds <= 0 or loader_batch / seconds > 1.5 * median:
                 lightning_line["warning"] = (
                     "the fit loop (real MNIST) came out more than 1.5x faster than the bare step (random "
-                    "inputs): the event backend does flip fewer neurons on real data, but a difference of two "
+                    "inputs): real data may need fewer flips (event backend), but a difference of two "
                     "run times also swings with the machine's load; check on a quiet machine, with a larger "
                     "S2 - S1 or more --lightning-repeats")
             emit(lightning_line)
