@@ -258,3 +258,31 @@ def test_collect_only_runs_nothing(tmp_path, name):
     assert not report["complete"] and report["runs_finished"] == 0
     assert not (tmp_path / "runs").exists()
     assert (tmp_path / f"{name}.png").exists() and "Incomplete" in (tmp_path / f"{name}.md").read_text()
+
+
+def test_every_preset_builds(tmp_path):
+    """The networks of the cpu and gpu presets (not run here) build, with the data's input width."""
+    import copy
+
+    from mlcm_torch.experiments.figures.common import data_width
+    from mlcm_torch.module.config import from_config
+    from mlcm_torch.module.network import Network
+
+    seen = set()
+    for figure in FIGURES.values():
+        for preset in ("cpu", "gpu"):
+            for spec in plan(figure, preset, tmp_path, seeds=1):
+                config = spec["config"]
+                if not config.get("network"):
+                    continue
+                key = json.dumps(config["network"], sort_keys=True)
+                if key in seen:
+                    continue
+                seen.add(key)
+                network = from_config(copy.deepcopy(config["network"]), Network)
+                data = config["data"]
+                width = data["init_args"]["in_features"] if data["class_path"].endswith("SyntheticDataModule") \
+                    else data_width(data)
+                assert network.in_features == width, (figure.name, preset, spec["label"])
+                del network
+    assert len(seen) > 50

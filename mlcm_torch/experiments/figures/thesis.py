@@ -151,8 +151,9 @@ def _sparsity_scales(values_note: str) -> dict:
         "smoke": Scale(seeds=1, epochs=2, hidden=64, train=300, val=100, test=200, train_eval=200,
                        params={"smoke_dim": {"binary": 48}},
                        note="pipeline check: MNIST projected to 48 dimensions, N = 64"),
-        "cpu": Scale(seeds=2, epochs=4, hidden=400, train=3000, val=1000, test=1000, train_eval=1000,
-                     note=f"N = 400 (of 1000), 3,000 training images, 4 epochs (of 25), 2 seeds (of 5); {values_note}"),
+        "cpu": Scale(seeds=2, epochs=4, hidden=800, train=3000, val=1000, test=1000, train_eval=1000,
+                     note=f"N = 800 (of 1000; the zero-padded input needs N ≥ 784), 3,000 training images, 4 epochs "
+                          f"(of 25), 2 seeds (of 5); {values_note}"),
         "gpu": Scale(seeds=5, epochs=25, hidden=1000, train=None, val=5000, test=None, train_eval=5000,
                      note="published scale: N = 1000, 5 layers, 55,000 training / 5,000 validation / 10,000 test "
                           "images, 25 epochs, 5 seeds"),
