@@ -30,15 +30,20 @@ def source_drive(coupling: Coupling, value: Tensor, size: int) -> Tensor:
     return coupling.strength * (value.to(coupling.W.dtype) @ coupling.W.T)
 
 
-def prepare_phase(graph: Graph, x: Tensor | None, y: Tensor | None, feedback: bool) -> Phase:
+def prepare_phase(graph: Graph, x: Tensor | None, y: Tensor | None, feedback: bool,
+                  like: Phase | None = None) -> Phase:
     """The fixed part of one relaxation phase: the source drives (computed once) and the
     {0, 1} thresholds. ``feedback`` switches the feedback couplings (rightward neighbours,
-    label) on; the label drive is computed only then, and only when ``y`` is given."""
+    label) on; the label drive is computed only then, and only when ``y`` is given. ``like``:
+    another phase of the same ``x`` and couplings, whose drives are reused (the same tensors)."""
     drives = []
-    for coupling in graph.couplings:
+    for k, coupling in enumerate(graph.couplings):
         value = {"input": x, "label": y}.get(coupling.pre) if isinstance(coupling.pre, str) else None
         active = value is not None and (feedback or not coupling.feedback)
-        drives.append(source_drive(coupling, value, graph.layers[coupling.post].size) if active else None)
+        if active and like is not None and like.drives[k] is not None and coupling.pre == "input":
+            drives.append(like.drives[k])
+        else:
+            drives.append(source_drive(coupling, value, graph.layers[coupling.post].size) if active else None)
     thresholds = tuple(
         zero_one_thresholds(graph, layer, feedback) if graph.layers[layer].encoding == "01" else None
         for layer in range(len(graph.layers))
@@ -109,10 +114,11 @@ def coupling_sum(spec: Layer, s: Tensor, neurons: slice | Tensor = slice(None)) 
     for float couplings, coupling units (exact integers) for int8 signs.
 
     int8 couplings are converted in row chunks; float32 accumulation of ±1 terms is exact
-    below 2^24 neurons.
+    below 2^24 neurons. All-zero states (the first sweep from ``init_state="zeros"``) give
+    zeros without the product on the CPU (on a GPU the test would cost a host sync).
     """
     J = spec.J
-    if J is None:
+    if J is None or (s.device.type == "cpu" and isinstance(neurons, slice) and not bool(s.any())):
         return s.new_zeros(s[..., neurons].shape)
     if J.dtype != torch.int8:
         h = torch.matmul(s, J[..., neurons, :].transpose(-1, -2))

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from mlcm_torch.functional.graph import Coupling as CouplingSpec
 from mlcm_torch.module import checks
 from mlcm_torch.module.config import Configurable
-from mlcm_torch.module.layers import gaussian_couplings, sparse_mask
+from mlcm_torch.module.layers import gaussian_couplings, presynaptic_major, sparse_mask
 
 Phases = Literal["clamped", "always"]
 """When a coupling between layers acts: ``always``, or only in the ``clamped`` (label) phase."""
@@ -79,7 +79,8 @@ class Coupling(Configurable, nn.Module):
 
     def _dense(self, post_size: int, pre_size: int, generator: torch.Generator) -> None:
         mask = sparse_mask(post_size, pre_size, self._sparsity, generator, no_diagonal=False)
-        self.register_buffer("W", gaussian_couplings(post_size, pre_size, mask, generator))
+        W = gaussian_couplings(post_size, pre_size, mask, generator)
+        self.register_buffer("W", presynaptic_major(W) if isinstance(self._pre, int) else W)
         if mask is not None:
             self.register_buffer("mask", mask)
 

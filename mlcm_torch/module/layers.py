@@ -24,6 +24,13 @@ def sparse_mask(rows: int, cols: int, sparsity: float, generator: torch.Generato
     return mask
 
 
+def presynaptic_major(W: Tensor) -> Tensor:
+    """W (N_post × N_pre) with the same values, stored column by column: a presynaptic neuron's
+    outgoing couplings (a column of W, a row of Wᵀ) are contiguous, so the event backend
+    corrects fields by the neurons that flipped without copying Wᵀ after every update."""
+    return W.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+
 def gaussian_couplings(rows: int, cols: int, mask: Tensor | None, generator: torch.Generator) -> Tensor:
     """N(0, 1/fan-in) couplings: fan-in = ``cols`` when dense, the number of connections present
     in the row when masked (masked entries are zero)."""
@@ -36,7 +43,7 @@ def gaussian_couplings(rows: int, cols: int, mask: Tensor | None, generator: tor
 
 class RecurrentLayer(Configurable, nn.Module):
     """N binary neurons with internal couplings J (a buffer: N×N, zero diagonal, rows
-    postsynaptic) and a self-coupling J_D that is never learned (thesis eq. 6.1).
+    postsynaptic, stored presynaptic-major: :func:`presynaptic_major`) and a self-coupling J_D that is never learned (thesis eq. 6.1).
 
     J is drawn i.i.d. N(0, 1/N) when dense; with ``sparsity`` a fixed random mask (drawn from the
     network's seed) zeroes that fraction of the off-diagonal entries and the present ones are
@@ -81,7 +88,7 @@ class RecurrentLayer(Configurable, nn.Module):
         self._lr = checks.finite_at_least("lr", lr, 0.0)
         self._weight_decay = checks.finite_at_least("weight_decay", weight_decay, 0.0)
         self._robustness = checks.finite("robustness", robustness)
-        self.register_buffer("J", torch.zeros(size, size))
+        self.register_buffer("J", presynaptic_major(torch.zeros(size, size)))
         self.register_buffer("mask", None)
 
     size = property(lambda self: self._size, doc="N")

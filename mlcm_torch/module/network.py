@@ -244,7 +244,7 @@ class Network(Configurable, nn.Module):
         free = prepare_phase(graph, x, None, False)
         if y is None:
             return {"free": self._run(graph, states, free, dynamics.inference_budget)}
-        clamped = prepare_phase(graph, x, y, True)
+        clamped = prepare_phase(graph, x, y, True, like=free)
         if dynamics.protocol == "thesis":
             return {"clamped": self._run(graph, states, clamped, dynamics.max_sweeps, True)}
         phases = {}
