@@ -162,3 +162,46 @@ def test_micro_batches_give_the_couplings_of_small_loader_batches():
     assert steps_small == steps_micro == 2 * 13
     for key in small:
         assert torch.equal(small[key], micro[key]), key
+
+
+@pytest.mark.parametrize("rows, cols", [(7, 3), (400, 784), (64, 5000)])
+def test_row_l1_bound_holds_and_is_tight(rows, cols):
+    """The float32 row L1 the event backend bounds its rounding with is never below the exact
+    (float64) sum and exceeds it by its slack only."""
+    from mlcm_torch.functional.events import _row_l1
+
+    W = torch.randn(rows, cols, generator=torch.Generator().manual_seed(rows)) * 1e3
+    exact = W.double().abs().sum(dim=-1)
+    bound = _row_l1(W)
+    assert bound.dtype == torch.float64
+    assert (bound >= exact).all()
+    assert (bound <= exact * (1 + 1e-3)).all()
+
+
+def test_couplings_are_stored_presynaptic_major_and_stay_so():
+    """J and layer-to-layer W are column-major, so the event backend's Jᵀ is a view of the
+    buffer (no copy per update); updates, checkpoint loading and .double() keep the layout."""
+    from mlcm_torch.functional.events import event_couplings
+
+    def make():
+        return Network(20, 3, [RecurrentLayer(24, lr=0.1), RecurrentLayer(16, lr=0.1)],
+                       [InputCoupling(strength=2.0), Dense(1, 0, 1.0, lr=0.1), OneToOne(0, 1, 0.5),
+                        LabelCoupling(strength=1.0)], seed=0)
+
+    net = make()
+    x = torch.randint(0, 2, (8, 20)).float() * 2 - 1
+    y = torch.randint(0, 3, (8,))
+    net.local_update(net.relax(x, y), x, y)
+    restored = make()
+    restored.load_state_dict(net.state_dict())
+    for model in (net, restored, copy.deepcopy(net).double()):
+        graph = model.graph()
+        prepared = event_couplings(graph)
+        for spec, rows in zip(graph.layers, prepared.rows):
+            assert spec.J.transpose(0, 1).is_contiguous()
+            assert rows.data_ptr() == spec.J.data_ptr()
+        dense = model.couplings[1].W
+        assert dense.transpose(0, 1).is_contiguous()
+    for a, b in zip(net.state_dict().values(), restored.state_dict().values()):
+        if isinstance(a, torch.Tensor):
+            assert torch.equal(a, b)
