@@ -47,7 +47,7 @@ def test_accuracy_benchmark_writes_test_accuracy_per_epoch(tmp_path):
     out = tmp_path / "acc.json"
     subprocess.run(
         [sys.executable, "benchmarks/train_accuracy.py", "--config", str(config), "--epochs", "2",
-         "--out", str(out), "--", f"--trainer.default_root_dir={tmp_path}"],
+         "--val-size", "0", "--out", str(out), "--", f"--trainer.default_root_dir={tmp_path}"],
         cwd=ROOT, check=True, capture_output=True, text=True, timeout=300,
     )
     record = json.loads(out.read_text())

@@ -280,7 +280,8 @@ class Network(Configurable, nn.Module):
 
     @torch.no_grad()
     def local_update(
-        self, relaxation: Relaxation, x: Tensor, y: Tensor, reduce: Reduce | None = None
+        self, relaxation: Relaxation, x: Tensor, y: Tensor, reduce: Reduce | None = None,
+        lr_scale: float = 1.0, readout_lr_scale: float = 1.0,
     ) -> dict[str, Tensor]:
         """Apply the perceptron rule (thesis eq. 6.3 / Alg. 3) at the relaxed states.
 
@@ -288,7 +289,9 @@ class Network(Configurable, nn.Module):
         perceptron readout) learns by the rule of its postsynaptic neurons and its own learning
         rate and weight decay; sparse masks stay. ``reduce`` maps every delta before it is
         applied, e.g. a mean across data-parallel processes. A {0, 1} network learns on the
-        ±1 images 2z − 1. Returns ``unstable_fraction`` (L,) and, for the perceptron readout,
+        ±1 images 2z − 1. ``lr_scale`` multiplies the learning rates of J and of the couplings,
+        ``readout_lr_scale`` that of the perceptron readout (delta and weight decay alike; a
+        schedule's factor). Returns ``unstable_fraction`` (L,) and, for the perceptron readout,
         ``readout_unstable_fraction``.
         """
         self._check(x, y)
@@ -304,12 +307,12 @@ class Network(Configurable, nn.Module):
             if delta is None:
                 continue
             weight = module.J if isinstance(module, RecurrentLayer) else module.W
-            scale, decay_lr = self._scale(module.lr, module.fan_in, batch)
+            scale, decay_lr = self._scale(module.lr * lr_scale, module.fan_in, batch)
             apply_update(weight, delta, scale, decay_lr, module.weight_decay, module.mask, reduce)
         stats = {"unstable_fraction": torch.stack([u.float().mean() for u in rule.unstable])}
         options = self._readout_options
         if options.rule == "perceptron":
-            out_scale, out_decay_lr = self._scale(options.lr, self.layers[-1].size, batch)
+            out_scale, out_decay_lr = self._scale(options.lr * readout_lr_scale, self.layers[-1].size, batch)
             delta_out, unstable = readout_perceptron_rule(
                 self.layer_states(flat, len(self.layers) - 1), y, self.readout.weight, options.margin,
                 options.targets,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal, Optional, Union
 
 import torch
@@ -14,6 +15,7 @@ from mlcm_torch.module import checks
 from mlcm_torch.module.config import from_config
 from mlcm_torch.module.network import Network
 from mlcm_torch.training.base import ClassifierModule
+from mlcm_torch.training.schedules import Schedule, check_schedule, lr_factor
 
 
 class MLCMClassifier(ClassifierModule):
@@ -48,6 +50,19 @@ class MLCMClassifier(ClassifierModule):
             with its own relaxation, local update and readout step — the same couplings as a
             loader of that batch size (tested), with one Lightning step per loader batch
             (``global_step`` still counts readout steps). Default: the whole batch.
+        readout_scheduler: learning-rate schedule of the readout, a factor per epoch (see
+            :func:`~mlcm_torch.training.schedules.lr_factor`): ``constant`` (no scheduler),
+            ``cosine`` or ``step``. It drives a ``LambdaLR`` on the readout optimizer (returned by
+            ``configure_optimizers``, stepped once per epoch) and, for the perceptron readout,
+            which learns in the local update, the factor of its rate there.
+        local_scheduler: the same for the local rule's rates (J of every layer, every learnable
+            coupling such as W_in): their updates use ``lr · factor(epoch)``.
+        scheduler_epochs: cosine: epochs T over which the factor falls from 1 to
+            ``scheduler_min_factor`` (default: the trainer's ``max_epochs``).
+        scheduler_min_factor: cosine: the factor reached at epoch T, in [0, 1].
+        scheduler_step_size: step: the factor is multiplied by ``scheduler_gamma`` every this many
+            epochs (required with ``step``).
+        scheduler_gamma: step: the factor per ``scheduler_step_size`` epochs, in (0, 1].
     """
 
     def __init__(
@@ -58,6 +73,12 @@ class MLCMClassifier(ClassifierModule):
         histogram_every_n_steps: int = 500,
         check_finite: Union[int, bool] = 100,
         micro_batch_size: Optional[int] = None,
+        readout_scheduler: Schedule = "constant",
+        local_scheduler: Schedule = "constant",
+        scheduler_epochs: Optional[int] = None,
+        scheduler_min_factor: float = 0.0,
+        scheduler_step_size: Optional[int] = None,
+        scheduler_gamma: float = 0.1,
     ) -> None:
         if isinstance(network, dict):
             network = from_config(network, Network)
@@ -70,6 +91,8 @@ class MLCMClassifier(ClassifierModule):
         checks.integer_at_least("check_finite", int(check_finite), 0)
         if micro_batch_size is not None:
             checks.integer_at_least("micro_batch_size", micro_batch_size, 1)
+        for name, kind in (("readout_scheduler", readout_scheduler), ("local_scheduler", local_scheduler)):
+            check_schedule(name, kind, scheduler_epochs, scheduler_min_factor, scheduler_step_size, scheduler_gamma)
         self.save_hyperparameters(ignore=["network"])
         self.hparams["check_finite"] = int(check_finite)
         self.hparams["network"] = network.config()
@@ -80,11 +103,35 @@ class MLCMClassifier(ClassifierModule):
         self.register_buffer("_train_sums", torch.zeros(statistics + 1), persistent=False)
         self.register_buffer("_epoch_sums", torch.zeros(3), persistent=False)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self):
+        """The readout optimizer; with a ``readout_scheduler`` other than ``constant``, also a
+        ``LambdaLR`` whose factor is :meth:`lr_factor` of the epoch."""
         params, lr = self.network.readout.parameters(), self.network.readout_options.lr
         if self.hparams.readout_optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr)
-        return torch.optim.SGD(params, lr=lr, momentum=self.hparams.readout_momentum)
+            optimizer = torch.optim.Adam(params, lr=lr)
+        else:
+            optimizer = torch.optim.SGD(params, lr=lr, momentum=self.hparams.readout_momentum)
+        for which in ("readout", "local"):
+            self.lr_factor(which, 0)  # a cosine schedule without a length fails here, before training
+        if self.hparams.readout_scheduler == "constant":
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: self.lr_factor("readout", epoch))
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def lr_factor(self, which: Literal["readout", "local"], epoch: int) -> float:
+        """The factor of the ``readout`` or ``local`` learning rates in epoch ``epoch`` (from 0): a
+        pure function of the epoch, the scheduler options and, for a cosine schedule without
+        ``scheduler_epochs``, the trainer's ``max_epochs``."""
+        hparams = self.hparams
+        kind = hparams[f"{which}_scheduler"]
+        epochs = hparams.scheduler_epochs
+        if kind == "cosine" and epochs is None:
+            epochs = self.trainer.max_epochs if self._trainer is not None else None
+            if epochs is None or epochs < 1:
+                raise ValueError(f"{which}_scheduler='cosine' needs scheduler_epochs when the trainer has no "
+                                 f"max_epochs")
+        return lr_factor(kind, epoch, epochs, hparams.scheduler_min_factor, hparams.scheduler_step_size,
+                         hparams.scheduler_gamma)
 
     def logits(self, x: Tensor) -> Tensor:
         return self.network(x)
@@ -111,7 +158,10 @@ class MLCMClassifier(ClassifierModule):
         perceptron_readout = self.network.readout_options.rule == "perceptron"
         with torch.set_grad_enabled(not perceptron_readout):
             logits = self.network.readout(features)
-        stats = self.network.local_update(relaxation, x, y, reduce=self._reduce())
+        epoch = self.current_epoch
+        stats = self.network.local_update(relaxation, x, y, reduce=self._reduce(),
+                                          lr_scale=self.lr_factor("local", epoch),
+                                          readout_lr_scale=self.lr_factor("readout", epoch))
         every = self.hparams.check_finite
         if every and (self.global_step + 1) % every == 0:
             self._check_finite(self.global_step + 1)
@@ -172,9 +222,22 @@ class MLCMClassifier(ClassifierModule):
         return self.log_classification(stage, self.network.readout(features), y)
 
     def on_train_epoch_start(self) -> None:
+        scheduler = self.lr_schedulers()
+        with warnings.catch_warnings():  # after a resume it steps before the new optimizer's first step, on purpose
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+            while scheduler is not None and scheduler.last_epoch < self.current_epoch:
+                scheduler.step()  # once per epoch; after a resume, up to the restored epoch
         self._epoch_not_converged.zero_()
         self._epoch_sums.zero_()
         self._train_sums.zero_()
+
+    @property
+    def train_epoch_accuracy(self) -> Optional[float]:
+        """The running training accuracy of the current epoch (what ``train/acc_epoch`` logs at its
+        end, readable before that, e.g. from a callback's ``on_train_epoch_end``); None before its
+        first batch."""
+        count = float(self._epoch_sums[-1])
+        return float(self._epoch_sums[1]) / count if count else None
 
     def on_train_epoch_end(self) -> None:
         count = self._epoch_sums[-1]
