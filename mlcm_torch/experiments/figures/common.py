@@ -123,8 +123,11 @@ def cell(stat: Optional[dict], digits: int = 3) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- plotting
-def band(ax, x, stat: dict, label: str, **kwargs) -> None:
-    """Mean line with the 95 % CI band (where there are at least two seeds)."""
+def band(ax, x, stat: dict, label: str, bounds: tuple[Optional[float], Optional[float]] = (0.0, 1.0),
+         **kwargs) -> None:
+    """Mean line with the 95 % CI band (where there are at least two seeds), the band clipped
+    to the quantity's range ``bounds`` (accuracies and fractions by default; with two seeds the
+    Student-t half-width is 12.7 standard errors and would leave [0, 1])."""
     import numpy as np
 
     mean = np.array([np.nan if m is None else m for m in stat["mean"]], dtype=float)
@@ -132,7 +135,9 @@ def band(ax, x, stat: dict, label: str, **kwargs) -> None:
     x = np.asarray(x, dtype=float)
     line = ax.plot(x, mean, marker="o", markersize=3, label=label, **kwargs)[0]
     if any(c is not None for c in stat["ci"]):
-        ax.fill_between(x, mean - ci, mean + ci, alpha=0.2, color=line.get_color())
+        low, high = bounds
+        ax.fill_between(x, np.clip(mean - ci, low, high), np.clip(mean + ci, low, high), alpha=0.2,
+                        color=line.get_color())
 
 
 def legend(ax, **kwargs) -> None:

@@ -394,7 +394,7 @@ def _summarize_hetero(records: list) -> dict:
 def _plot_hetero(summary: dict, path) -> None:
     fig, axes = c.subplots(1, 2)
     groups = list(summary["groups"].values())
-    c.band(axes[0][0], [g["L"] for g in groups], c.stat_series([g["alpha_max"] for g in groups]), "α_max")
+    c.band(axes[0][0], [g["L"] for g in groups], c.stat_series([g["alpha_max"] for g in groups]), "α_max", bounds=(0.0, None))
     axes[0][0].set(title="hetero-association capacity vs depth", xlabel="L", ylabel="largest α = P/N recalled")
     for g in groups:
         c.band(axes[0][1], g["alphas"], c.stat_series([g["recall"][str(a)] for a in g["alphas"]]), f"L={g['L']}")
