@@ -224,8 +224,10 @@ def _plot_sparsity(summary: dict, path) -> None:
     for ax in axes[0]:
         c.legend(ax)
     if summary["key"] == "k_over_n" and xs:
-        axes[0][0].set_xscale("log")
-        axes[0][1].set_xscale("log")
+        for ax in axes[0][:2]:
+            ax.set_xscale("log")
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.minorticks_off()
     axes[0][2].xaxis.get_major_locator().set_params(integer=True)
     c.save(fig, path)
 
