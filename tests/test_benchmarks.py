@@ -55,3 +55,29 @@ def test_accuracy_benchmark_writes_test_accuracy_per_epoch(tmp_path):
     assert [epoch["epoch"] for epoch in record["epochs"]] == [1, 2]
     assert record["epochs"][-1]["test_acc"] > 0.5, record["epochs"]
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_lightning_overhead_is_measured_against_the_same_batches(tmp_path):
+    """With --lightning the bare engine step runs on the loader's batches (synthetic data here)
+    and the overhead is the ratio of the two per-step times."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "seed_everything: 0\n"
+        "trainer:\n  accelerator: cpu\n  max_epochs: 50\n"
+        "model:\n  class_path: mlcm_torch.training.MLCMClassifier\n"
+        "  init_args:\n    network:\n      class_path: mlcm_torch.MLCM\n"
+        "      init_args: {in_features: 32, hidden: 64, num_layers: 1, num_classes: 4, j_d: 0.5,\n"
+        "                  lambda_in: 3.0, lambda_out: 2.0, lr: 0.05, max_sweeps: 5}\n"
+        "data:\n  class_path: mlcm_torch.data.SyntheticDataModule\n"
+        "  init_args: {num_classes: 4, in_features: 32, flip_prob: 0.1, train_size: 256,\n"
+        "              test_size: 64, batch_size: 16}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "benchmarks/bench_throughput.py", "--config", str(config), "--device", "cpu",
+         "--batch-size", "16", "--steps", "1", "--repeats", "1", "--backend", "dense", "--lightning", "2", "8"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=300,
+    ).stdout
+    (line,) = [json.loads(text) for text in out.splitlines()]
+    assert line["lightning_fit_samples_per_s"] > 0 and line["bare_real_batches_samples_per_s"] > 0
+    expected = line["bare_real_batches_samples_per_s"] / line["lightning_fit_samples_per_s"] - 1
+    assert abs(line["lightning_overhead"] - expected) < 0.05 * (1 + abs(expected))
