@@ -155,17 +155,38 @@ def _order(r: dict) -> tuple:
     return r["dataset"], r["model"], r["config"], r["overrides"], r["epochs"], r["val_size"]
 
 
+def markdown(rows: list[dict]) -> str:
+    """The rows as a Markdown table (the README's accuracy table is this output)."""
+    def acc(mean, std) -> str:
+        if mean is None:
+            return "—"
+        return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+    lines = ["| dataset | config | H | epochs | seeds | val acc | test acc (mean ± std) | backprop MLP test acc |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        lines.append(
+            f"| {row['dataset']} | `{Path(row['config']).name}`{' ' + ' '.join(row['overrides']) if row['overrides'] else ''} "
+            f"| {row['hidden']} | {row['epochs']} | {', '.join(map(str, row['seeds']))} "
+            f"| {acc(row['final_val_acc_mean'], None)} | {acc(row['final_test_acc_mean'], row['final_test_acc_std'])} "
+            f"| {acc(row['mlp_test_acc_mean'], None)} |")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[list[str]] = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=[str(ROOT / DEFAULT_RUNS)],
                         help=f"glob patterns of per-run JSON files (default {DEFAULT_RUNS})")
     parser.add_argument("--out", type=Path, default=ROOT / DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
+    parser.add_argument("--markdown", action="store_true", help="also print the rows as a Markdown table")
     args = parser.parse_args(argv)
     paths = sorted({Path(p) for pattern in args.runs for p in glob.glob(pattern)})
     rows = summarise(paths)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"{len(rows)} rows from {len(paths)} files -> {args.out}")
+    if args.markdown:
+        print(markdown(rows))
     return rows
 
 

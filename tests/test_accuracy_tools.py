@@ -303,6 +303,9 @@ def test_summary_groups_seeds_and_places_the_mlp_beside(tmp_path, capsys):
     assert find(model="MLPBaseline", overrides=[], hidden=1600)["seeds"] == [0, 1]
     assert [r["model"] for r in rows][-3:] == ["MLPBaseline"] * 3  # MLP rows after the others
     assert {r["dataset"] for r in rows} == {"mnist", "entangled_mnist", "fashion_mnist"}
+    table = load_script("accuracy_summary").markdown(rows).splitlines()
+    assert len(table) == 2 + len(rows)
+    assert "| mnist | `mnist.yaml` | 1600 | 2 | 0, 1, 2, 3 | 0.9550 | 0.9650 ± 0.0129 | 0.9850 |" in table
 
 
 # ---------------------------------------------------------------------------------------------- configs
