@@ -70,7 +70,7 @@ def both_relaxations(net: Network, x, y, feedback):
     return dense, event
 
 
-@pytest.mark.parametrize("encoding,schedule", itertools.product(["pm1", "01"], SYNC + ASYNC))
+@pytest.mark.parametrize("encoding,schedule", list(itertools.product(["pm1", "01"], SYNC + ASYNC)))
 @pytest.mark.parametrize("labelled", [False, True])
 def test_event_decisions_equal_dense_float64(encoding, schedule, labelled):
     net = chain(encoding, schedule, sparsity_threshold=0.1 if encoding == "01" else 0.0)

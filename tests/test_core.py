@@ -297,7 +297,7 @@ def test_couplings_are_buffers_without_autograd():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("schedule,encoding", itertools.product(SCHEDULES[:2], ["pm1", "01"]))
+@pytest.mark.parametrize("schedule,encoding", list(itertools.product(SCHEDULES[:2], ["pm1", "01"])))
 def test_cuda_matches_cpu(schedule, encoding):
     cpu = make(encoding, schedule=schedule, j_d=0.6, max_sweeps=40)
     gpu = make(encoding, schedule=schedule, j_d=0.6, max_sweeps=40).to("cuda")
