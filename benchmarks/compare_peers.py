@@ -71,6 +71,8 @@ import types
 import warnings
 from pathlib import Path
 
+from mlcm_torch.experiments.run import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 DARNAX_URL = "https://github.com/Willinki/darnax"
@@ -132,16 +134,6 @@ def pin_threads(threads: int | None) -> None:
         cpus = sorted(os.sched_getaffinity(0))
         if threads < len(cpus):
             os.sched_setaffinity(0, cpus[:threads])
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_commit(path: Path) -> str | None:

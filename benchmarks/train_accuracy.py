@@ -38,21 +38,11 @@ import torch
 import yaml
 
 from mlcm_torch.cli import cli
+from mlcm_torch.experiments.run import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_FORMAT = 2
 """Version of the JSON layout (1: test accuracy only, machine as one string)."""
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo, else what ``platform`` says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine() -> dict:

@@ -10,6 +10,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def tiny_config(tmp_path: Path, trainer: str, data: str) -> Path:
+    """A one-layer MLCM on synthetic data; ``trainer``/``data``: extra YAML under each key."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "seed_everything: 0\n"
+        f"trainer:\n  accelerator: cpu\n{trainer}"
+        "model:\n  class_path: mlcm_torch.training.MLCMClassifier\n"
+        "  init_args:\n    network:\n      class_path: mlcm_torch.MLCM\n"
+        "      init_args: {in_features: 32, hidden: 64, num_layers: 1, num_classes: 4, j_d: 0.5,\n"
+        "                  lambda_in: 3.0, lambda_out: 2.0, lr: 0.05, max_sweeps: 5}\n"
+        "data:\n  class_path: mlcm_torch.data.SyntheticDataModule\n"
+        "  init_args: {num_classes: 4, in_features: 32, flip_prob: 0.1, train_size: 256,\n"
+        f"              {data}}}\n"
+    )
+    return config
+
+
 def test_throughput_benchmark_prints_json_lines():
     out = subprocess.run(
         [sys.executable, "benchmarks/bench_throughput.py", "--config",
@@ -30,19 +47,11 @@ def test_throughput_benchmark_prints_json_lines():
 def test_accuracy_benchmark_writes_test_accuracy_per_epoch(tmp_path):
     """Trains a small config on synthetic data with the config's checkpoint callback and
     logger switched off by the script, and no validation split (``--val-size 0``)."""
-    config = tmp_path / "tiny.yaml"
-    config.write_text(
-        "seed_everything: 0\n"
-        "trainer:\n  accelerator: cpu\n"
+    config = tiny_config(
+        tmp_path,
         "  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
-        "      init_args: {monitor: val/acc, mode: max}\n"
-        "model:\n  class_path: mlcm_torch.training.MLCMClassifier\n"
-        "  init_args:\n    network:\n      class_path: mlcm_torch.MLCM\n"
-        "      init_args: {in_features: 32, hidden: 64, num_layers: 1, num_classes: 4, j_d: 0.5,\n"
-        "                  lambda_in: 3.0, lambda_out: 2.0, lr: 0.05, max_sweeps: 5}\n"
-        "data:\n  class_path: mlcm_torch.data.SyntheticDataModule\n"
-        "  init_args: {num_classes: 4, in_features: 32, flip_prob: 0.1, train_size: 256,\n"
-        "              test_size: 128}\n"
+        "      init_args: {monitor: val/acc, mode: max}\n",
+        "test_size: 128",
     )
     out = tmp_path / "acc.json"
     subprocess.run(
@@ -60,18 +69,7 @@ def test_accuracy_benchmark_writes_test_accuracy_per_epoch(tmp_path):
 def test_lightning_overhead_is_measured_against_the_same_batches(tmp_path):
     """With --lightning the bare engine step runs on the loader's batches (synthetic data here)
     and the overhead is the ratio of the two per-step times."""
-    config = tmp_path / "tiny.yaml"
-    config.write_text(
-        "seed_everything: 0\n"
-        "trainer:\n  accelerator: cpu\n  max_epochs: 50\n"
-        "model:\n  class_path: mlcm_torch.training.MLCMClassifier\n"
-        "  init_args:\n    network:\n      class_path: mlcm_torch.MLCM\n"
-        "      init_args: {in_features: 32, hidden: 64, num_layers: 1, num_classes: 4, j_d: 0.5,\n"
-        "                  lambda_in: 3.0, lambda_out: 2.0, lr: 0.05, max_sweeps: 5}\n"
-        "data:\n  class_path: mlcm_torch.data.SyntheticDataModule\n"
-        "  init_args: {num_classes: 4, in_features: 32, flip_prob: 0.1, train_size: 256,\n"
-        "              test_size: 64, batch_size: 16}\n"
-    )
+    config = tiny_config(tmp_path, "  max_epochs: 50\n", "test_size: 64, batch_size: 16")
     out = subprocess.run(
         [sys.executable, "benchmarks/bench_throughput.py", "--config", str(config), "--device", "cpu",
          "--batch-size", "16", "--steps", "1", "--repeats", "1", "--backend", "dense", "--lightning", "2", "8"],

@@ -25,6 +25,19 @@ from typing import Any, Optional
 RECORD_VERSION = 1
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, else what ``platform`` says."""
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     """Where the run ran."""
     import torch
