@@ -8,12 +8,12 @@ from a checkpoint uses the same factors as an uninterrupted one.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 from mlcm_torch.module import checks
 
 Schedule = Literal["constant", "cosine", "step"]
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = get_args(Schedule)
 """Accepted schedule kinds."""
 
 
