@@ -205,3 +205,110 @@ def test_couplings_are_stored_presynaptic_major_and_stay_so():
     for a, b in zip(net.state_dict().values(), restored.state_dict().values()):
         if isinstance(a, torch.Tensor):
             assert torch.equal(a, b)
+
+
+def _no_kernel(monkeypatch):
+    from mlcm_torch.functional import events
+
+    monkeypatch.setattr(events.kernel, "library", lambda: None)
+
+
+needs_kernel = pytest.mark.skipif(
+    __import__("mlcm_torch.functional.kernel", fromlist=["library"]).library() is None,
+    reason="no C compiler: the event backend runs in PyTorch operations only")
+
+
+@needs_kernel
+@pytest.mark.parametrize("encoding,schedule", list(itertools.product(["pm1", "01"], SYNC)))
+def test_kernel_and_pytorch_event_sweeps_decide_alike(encoding, schedule, monkeypatch):
+    """The compiled event kernel against the same sweep in PyTorch operations and the dense
+    float64 path: identical states, sweeps and convergence, with and without the label."""
+    from mlcm_torch.functional import events
+
+    layers = 3 if schedule == "layer_sequential_sync" else 1  # the kernel runs one independent layer
+    net = chain(encoding, schedule, layers=layers, sparsity_threshold=0.1 if encoding == "01" else 0.0)
+    x, y = batch(encoding)
+    graph = net.graph()
+    calls = []
+    real = events._kernel_decide
+    monkeypatch.setattr(events, "_kernel_decide", lambda *a: calls.append(1) or real(*a))
+    for labelled in (False, True):
+        dense, with_kernel = both_relaxations(net, x, y if labelled else None, labelled)
+        with monkeypatch.context() as m:
+            _no_kernel(m)
+            phase = prepare_phase(graph, x, y if labelled else None, labelled)
+            plain = relax(graph, net.initial_states(x), phase, 40, schedule, backend="event")
+        assert calls, "the kernel was not used"
+        for other in (dense, plain):
+            assert torch.equal(other.states.float(), with_kernel.states)
+            assert torch.equal(other.sweeps, with_kernel.sweeps) and torch.equal(other.converged, with_kernel.converged)
+
+
+@needs_kernel
+@pytest.mark.parametrize("tie", ["plus", "flip", "keep"])
+def test_kernel_on_a_composed_network_every_tie_rule_and_fifty_training_steps(tie, monkeypatch):
+    """Float32 networks trained 50 steps with the kernel and without it end with identical
+    couplings (their relaxations took identical decisions at every step)."""
+    with_kernel, plain = mixed(backend="event", tie=tie, n=24), mixed(backend="event", tie=tie, n=24)
+    for step in range(50):
+        x, y = batch(seed=step, b=8)
+        with_kernel.local_update(with_kernel.relax(x, y), x, y)
+        with monkeypatch.context() as m:
+            _no_kernel(m)
+            plain.local_update(plain.relax(x, y), x, y)
+    for (name, a), (_, b) in zip(with_kernel.state_dict().items(), plain.state_dict().items()):
+        if torch.is_tensor(a):
+            assert torch.equal(a, b), name
+
+
+@needs_kernel
+def test_kernel_rechecks_fields_near_zero():
+    """The float32 rounding case of test_event_rechecks_fields_near_zero, through the kernel."""
+    from mlcm_torch.functional import events
+
+    layer = RecurrentLayer(3)
+    net = Network(3, 2, [layer], [InputCoupling(0, 1.0, kind="identity")], seed=0)
+    layer.J.copy_(torch.tensor([[0.0, 1.0, -1e-8], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    graph = net.graph()
+    phase = prepare_phase(graph, torch.tensor([[-1.0, 1.0, 1.0]]), None, False)
+    prepared = events.event_couplings(graph)
+    carried = events.start(graph, torch.ones(1, 3), phase, prepared)
+    fixed = events.constants(graph, phase, prepared)
+    entries = events.kernel_layers(graph, carried, fixed, phase, prepared, True)
+    assert entries is not None and entries[0] is not None
+    events.event_sweep(graph, carried, fixed, phase, prepared, kernel_entries=entries)
+    assert carried.states.tolist() == [[-1.0, 1.0, 1.0]]
+
+
+def test_product_routes_and_the_per_sample_product(monkeypatch):
+    """The cost model picks gathered columns for few or shared columns, per-sample (CSR) rows for
+    many columns with few per sample, dense for much change; every route gives the product of
+    the changed neurons within float32 rounding, and relaxations through forced CSR products
+    decide like the dense float64 path."""
+    from mlcm_torch.functional import events
+
+    assert events.product_route(16, 8, 16, 1600) == "union"
+    assert events.product_route(16, 16, 256, 1600) == "union"  # every sample changed the same 16
+    assert events.product_route(16, 700, 960, 1600) == "csr"
+    assert events.product_route(16, 1600, 25600, 1600) == "dense"
+    assert events.product_route(16, 500, 500, 1600) == "csr"
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(300, 200, generator=g)
+    delta = torch.zeros(16, 300)
+    for b in range(16):
+        delta[b, torch.randperm(300, generator=g)[:20]] = 2.0 * torch.randn(20, generator=g).sign()
+    change, terms = events._product(delta, rows, rows.T, events.DENSE_FRACTION)
+    assert terms == 20
+    torch.testing.assert_close(change, delta @ rows, rtol=0, atol=1e-4)
+    monkeypatch.setattr(events, "CSR_ROW_COST", 0.0)
+    monkeypatch.setattr(events, "CSR_OVERHEAD_ROWS", -1e9)
+    _no_kernel(monkeypatch)
+    used = []
+    real = events._csr
+    monkeypatch.setattr(events, "_csr", lambda d: used.append(1) or real(d))
+    net = chain()
+    x, y = batch()
+    for labelled in (False, True):
+        dense, event = both_relaxations(net, x, y if labelled else None, labelled)
+        assert torch.equal(dense.states.float(), event.states) and torch.equal(dense.sweeps, event.sweeps)
+    assert used

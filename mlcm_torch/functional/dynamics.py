@@ -31,6 +31,7 @@ from mlcm_torch.functional.events import (
     event_couplings,
     event_sweep,
     exact_constants,
+    kernel_layers,
     start,
     start_exact,
 )
@@ -339,12 +340,13 @@ def _relax_event(
     if synchronous:
         carried = start(graph, states.clone(), phase, prepared)
         fixed = event_constants(graph, phase, prepared)
+        entries = kernel_layers(graph, carried, fixed, phase, prepared, sequential)
     else:
         carried = start_exact(graph, states.to(torch.float64), phase)
         fixed = exact_constants(graph, phase)
     for t in range(max_sweeps):
         if synchronous:
-            changed = event_sweep(graph, carried, fixed, phase, prepared, sequential)
+            changed = event_sweep(graph, carried, fixed, phase, prepared, sequential, kernel_entries=entries)
         else:
             order = async_order(graph, sequential, generator)
             changed = async_event_sweep(graph, carried, fixed, phase, prepared, order)

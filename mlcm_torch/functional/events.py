@@ -8,9 +8,12 @@ each sweep is wasted. Here the part of each layer's field that depends on the st
     F^l = Σ_j J^l_ij s^l_j + Σ_(active couplings c from a layer) λ_c (W_c s^pre)_i,
 
 is carried in the states' dtype and, after a layer changes by Δ, corrected by the couplings of
-the changed neurons only: F^post += λ W[:, changed] Δ[changed] (one dense product when more
-than ``DENSE_FRACTION`` of the sending layer changed somewhere in the batch). The decision
-adds the phase-constant part (J_D s_i, the input and label drives, −θ).
+the changed neurons only, by the cheapest of three products (:func:`product_route`): the
+columns changed somewhere in the batch, F^post += λ Δ[:, changed] Wᵀ[changed] (few columns,
+or columns shared by the samples); each sample's own changed rows, a sparse CSR Δ times Wᵀ
+(many columns, few per sample: the sweeps after the first, where the samples flip different
+neurons); or one dense product (much changed). The decision adds the phase-constant part
+(J_D s_i, the input and label drives, −θ).
 
 *Same result.* Next to F a proven bound on its rounding error is carried (standard bounds
 γ_n = n u / (1 − n u) for sums of n products, u the unit roundoff, with |F_i| ≤ Σ_j |J_ij| +
@@ -27,20 +30,34 @@ in one vectorised scan, the stretch of the random order in which no sample chang
 
 from __future__ import annotations
 
+import ctypes
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mlcm_torch.functional import kernel
 from mlcm_torch.functional.fields import add_self_coupling, coupling_sum, layer_activate, source_drive, zero_one_thresholds
-from mlcm_torch.functional.graph import Graph, Layer, Phase
+from mlcm_torch.functional.graph import ENCODINGS, TIES, Graph, Layer, Phase
 
 DENSE_FRACTION = 0.25
-"""Above this fraction of changed presynaptic neurons (union over the batch) a correction is one
-dense product instead of a gather of the changed rows (measured:
-``benchmarks/bench_event_threshold.py``)."""
+"""Above this fraction of changed presynaptic neurons (union over the batch) a gathered
+correction is one dense product instead."""
+CSR_DENSE_FRACTION = 0.2
+"""Above this fraction of changed (sample, neuron) pairs a per-sample (CSR) correction is one
+dense product instead."""
+CSR_ROW_COST = 1.35
+CSR_OVERHEAD_ROWS = 256
+"""Per-sample (CSR) products cost about ``CSR_ROW_COST`` gathered rows per changed (sample,
+neuron) pair plus ``CSR_OVERHEAD_ROWS`` for building the sparse matrix; they are chosen over the
+gathered columns when that is less than batch × columns. Measured on a 2-core AMD EPYC (AVX2)
+at 16 × 1600 by ``benchmarks/bench_event_products.py``."""
+KERNEL_DENSE_FRACTION = 0.25
+"""With the compiled kernel, above this fraction of changed (sample, neuron) pairs a correction
+is one dense product instead of the kernel's per-sample sums."""
 
 _F64 = torch.float64
 
@@ -213,42 +230,112 @@ def _exact_fields(graph: Graph, states: Tensor, phase: Phase, layer: int, idx: T
     return h
 
 
+def product_route(rows: int, columns: int, pairs: int, width: int, dense_fraction: float = DENSE_FRACTION) -> str:
+    """How a correction by ``pairs`` changed (sample, neuron) pairs, spread over ``columns``
+    distinct neurons of a ``width``-neuron layer for ``rows`` samples, is computed: ``union``
+    (the changed columns for every sample), ``csr`` (each sample's own changed rows) or
+    ``dense``, by the measured costs of :data:`CSR_ROW_COST` and :data:`CSR_OVERHEAD_ROWS`."""
+    if rows * columns > CSR_ROW_COST * pairs + CSR_OVERHEAD_ROWS:
+        return "dense" if pairs > CSR_DENSE_FRACTION * rows * width else "csr"
+    return "dense" if columns > dense_fraction * width else "union"
+
+
+def _csr(delta: Tensor) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's one-time "sparse CSR support is in beta" notice
+        return delta.to_sparse_csr()
+
+
 def _product(delta: Tensor, rows: Tensor | None, matrix: Tensor, dense_fraction: float) -> tuple[Tensor, int] | None:
-    """(Σ_j M_ij delta_j over the changed j, number of terms), shape (*batch, N_post); None when
-    nothing changed. ``rows`` = Mᵀ contiguous (float), or None to gather int8 columns of M."""
-    changed = delta.ne(0).reshape(-1, delta.shape[-1]).any(dim=0)
-    cols = torch.nonzero(changed).squeeze(-1)
+    """(Σ_j M_ij delta_j over the changed j, a bound on the number of terms of each sum), shape
+    (*batch, N_post); None when nothing changed. ``rows`` = Mᵀ contiguous (float), or None to
+    gather int8 columns of M. Per-sample (CSR) products run for one network on the CPU."""
+    width = delta.shape[-1]
+    nonzero = delta.ne(0).reshape(-1, width)
+    cols = torch.nonzero(nonzero.any(dim=0)).squeeze(-1)
     k = cols.numel()
     if k == 0:
         return None
-    if k > dense_fraction * delta.shape[-1]:
+    if rows is not None and delta.dim() == 2 and rows.dim() == 2 and delta.device.type == "cpu":
+        counts = nonzero.sum(dim=1)
+        route = product_route(delta.shape[0], k, int(counts.sum()), width, dense_fraction)
+        if route == "csr":
+            return torch.sparse.mm(_csr(delta), rows), int(counts.max())
+    else:
+        route = "dense" if k > dense_fraction * width else "union"
+    if route == "dense":
         if rows is None:
-            return coupling_sum(Layer(matrix.shape[-1], matrix), delta), delta.shape[-1]
-        return torch.matmul(delta, rows), delta.shape[-1]
+            return coupling_sum(Layer(matrix.shape[-1], matrix), delta), width
+        return torch.matmul(delta, rows), width
     if rows is None:
         block = matrix[..., :, cols].to(delta.dtype)
         return torch.matmul(delta[..., cols], block.transpose(-1, -2)), k
     return torch.matmul(delta[..., cols], rows[..., cols, :]), k
 
 
+class KernelLayer(NamedTuple):
+    """What the compiled kernel needs of one layer in one phase (:func:`kernel_layers`): the
+    phase-constant field ``constant`` (B, N) float32 and its bound part ``bound_constant``
+    (B, N) float64, the field's terms for exact re-checks (pointing into ``keep``), the
+    thresholds θ in float64, and the buffers the kernel writes: Δ, the changed neurons per
+    sample and their counts, the flags of the neurons re-checked, and a work row."""
+
+    constant: Tensor
+    bound_constant: Tensor
+    terms: ctypes.Array
+    n_terms: int
+    theta: Tensor | None
+    keep: tuple
+    delta: Tensor
+    changed: Tensor
+    counts: Tensor
+    flags: Tensor
+    work: Tensor
+
+
+def _correct(
+    fields: Tensor, delta: Tensor, rows: Tensor | None, matrix: Tensor, strength: float, divisor: float,
+    dense_fraction: float, lists: tuple[KernelLayer, int] | None,
+) -> int | None:
+    """fields += strength · (M delta) / divisor over the changed presynaptic neurons, in place;
+    returns the bound on the terms of each sum (None: nothing changed). ``lists``: the kernel's
+    changed lists of ``delta`` and their total, for a per-sample sum in C."""
+    if lists is not None and rows is not None and rows.dim() == 2:
+        layer, total = lists
+        if total == 0:
+            return None
+        if total <= KERNEL_DENSE_FRACTION * delta.numel():
+            kernel.library().mlcm_correct(
+                delta.shape[0], delta.shape[1], rows.shape[1], delta.data_ptr(), layer.changed.data_ptr(),
+                layer.counts.data_ptr(), rows.data_ptr(), divisor, strength, fields.data_ptr(), fields.shape[-1],
+                layer.work.data_ptr())
+            return int(layer.counts.max())
+        change, terms = torch.matmul(delta, rows), delta.shape[-1]
+    else:
+        result = _product(delta, rows, matrix, dense_fraction)
+        if result is None:
+            return None
+        change, terms = result
+    if divisor != 1.0:
+        change = change / divisor
+    fields += change if strength == 1.0 else strength * change
+    return terms
+
+
 def _propagate(
     graph: Graph, couplings: EventCouplings, carried: EventState, layer: int, delta: Tensor, phase: Phase,
-    dense_fraction: float,
+    dense_fraction: float, lists: tuple[KernelLayer, int] | None = None,
 ) -> None:
     """Correct F (and its error bound) of every layer that receives from ``layer``."""
     spec = graph.layers[layer]
     fields, errors = carried.fields, carried.errors
     u = torch.finfo(delta.dtype).eps / 2
     if spec.J is not None:
-        result = _product(delta, couplings.rows[layer], spec.J, dense_fraction)
-        if result is not None:
-            change, k = result
-            if spec.unit != 1.0 and spec.J.dtype != torch.int8:
-                change = change / spec.unit
-            fields[layer] += change
-            if errors[layer] is not None:
-                errors[layer] = errors[layer] + 2 * _gamma(k + 1, delta.dtype) * couplings.scale[layer] \
-                    + u * couplings.reach[layer]
+        divisor = spec.unit if spec.J.dtype != torch.int8 else 1.0
+        k = _correct(fields[layer], delta, couplings.rows[layer], spec.J, 1.0, divisor, dense_fraction, lists)
+        if k is not None and errors[layer] is not None:
+            errors[layer] = errors[layer] + 2 * _gamma(k + 1, delta.dtype) * couplings.scale[layer] \
+                + u * couplings.reach[layer]
     for k, coupling in graph.incoming_from(layer, phase.feedback):
         if coupling.strength == 0:
             continue
@@ -256,16 +343,99 @@ def _propagate(
         if coupling.W is None:
             fields[post] += coupling.strength * F.pad(delta, (0, graph.layers[post].size - delta.shape[-1]))
         else:
-            result = _product(delta, couplings.coupling_rows[k], coupling.W, dense_fraction)
-            if result is None:
+            terms = _correct(fields[post], delta, couplings.coupling_rows[k], coupling.W, coupling.strength, 1.0,
+                             dense_fraction, lists)
+            if terms is None:
                 continue
-            change, terms = result
-            fields[post] += coupling.strength * change
             if errors[post] is not None:
                 errors[post] = errors[post] + 2 * abs(coupling.strength) * _gamma(terms + 1, delta.dtype) \
                     * couplings.coupling_l1[k]
         if errors[post] is not None:
             errors[post] = errors[post] + u * couplings.reach[post]
+
+
+def kernel_layers(
+    graph: Graph, carried: EventState, fixed: list[tuple[Tensor | float, Tensor | float]], phase: Phase,
+    couplings: EventCouplings, sequential: bool,
+) -> list[KernelLayer | None] | None:
+    """Per layer, what :func:`event_sweep` hands the compiled kernel in this phase, or None for a
+    layer it leaves to PyTorch operations (int8 or float64 couplings, per-network J_D, batches of
+    networks, GPUs); None for all without the kernel, or for a layer-independent sweep of
+    several layers (the kernel writes each layer's states as it goes)."""
+    states = carried.states
+    if (kernel.library() is None or states.device.type != "cpu" or states.dtype != torch.float32
+            or states.dim() != 2 or not states.is_contiguous() or (not sequential and len(graph.layers) > 1)):
+        return None
+    batch, u = states.shape[0], torch.finfo(torch.float32).eps / 2
+    out = []
+    for layer, spec in enumerate(graph.layers):
+        field = carried.fields[layer]
+        usable = (carried.errors[layer] is not None and not isinstance(spec.j_d, Tensor) and spec.k_winners is None
+                  and field.dtype == torch.float32 and field.is_contiguous() and field.shape == (batch, spec.size)
+                  and (spec.J is None or (spec.J.dtype == torch.float32 and spec.J.dim() == 2)))
+        terms, keep = [], []
+        if usable and spec.J is not None:
+            rows = couplings.rows[layer]
+            keep.append(rows)
+            terms.append(kernel.Term(rows.data_ptr(), rows.stride(1), rows.stride(0), spec.size,
+                                     states.data_ptr() + 4 * graph.offsets[layer], states.stride(0), 1.0, spec.unit))
+        for _, coupling in graph.incoming(layer, phase.feedback) if usable else ():
+            if coupling.strength == 0:
+                continue
+            if isinstance(coupling.pre, str):
+                source = phase.x if coupling.pre == "input" else phase.y
+                if source is None:
+                    continue
+                if not source.is_floating_point() and coupling.W is not None:
+                    source = F.one_hot(source, coupling.W.shape[1])
+                source = source.to(torch.float32).contiguous()
+                keep.append(source)
+                pointer, stride, width = source.data_ptr(), source.stride(0), source.shape[-1]
+            else:
+                pointer = states.data_ptr() + 4 * graph.offsets[coupling.pre]
+                stride, width = states.stride(0), graph.layers[coupling.pre].size
+            W = coupling.W
+            if W is not None and (W.dtype != torch.float32 or W.dim() != 2):
+                usable = False
+                break
+            if W is not None:
+                keep.append(W)
+            terms.append(kernel.Term(W.data_ptr() if W is not None else None, W.stride(0) if W is not None else 0,
+                                     W.stride(1) if W is not None else 0, width, pointer, stride,
+                                     float(coupling.strength), 1.0))
+        if not usable:
+            out.append(None)
+            continue
+        value, value_error = fixed[layer]
+        constant = torch.zeros(batch, spec.size, dtype=torch.float32)
+        constant += value
+        bound_constant = torch.zeros(batch, spec.size, dtype=_F64)
+        bound_constant += value_error + 2 * u * (couplings.reach[layer] + abs(spec.j_d))
+        theta = None
+        if phase.thresholds[layer] is not None:
+            theta = zero_one_thresholds(graph, layer, phase.feedback, dtype=_F64).contiguous()
+        out.append(KernelLayer(
+            constant, bound_constant, (kernel.Term * max(len(terms), 1))(*terms), len(terms), theta, tuple(keep),
+            torch.zeros(batch, spec.size, dtype=torch.float32), torch.zeros(batch, spec.size, dtype=torch.int32),
+            torch.zeros(batch, dtype=torch.int64), torch.zeros(spec.size, dtype=torch.uint8),
+            torch.zeros(max(graph.sizes), dtype=torch.float32)))
+    return out if any(entry is not None for entry in out) else None
+
+
+def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelLayer) -> int:
+    """The kernel's decisions of ``layer`` (states, Δ and changed lists written in place);
+    returns the number of changed (sample, neuron) pairs."""
+    spec, states = graph.layers[layer], carried.states
+    error = carried.errors[layer].contiguous()
+    rechecked = ctypes.c_int64()
+    u = torch.finfo(torch.float32).eps / 2
+    return kernel.library().mlcm_decide(
+        states.shape[0], spec.size, carried.fields[layer].data_ptr(), entry.constant.data_ptr(),
+        entry.bound_constant.data_ptr(), spec.size, error.data_ptr(), 2 / (1 - 4 * u),
+        states.data_ptr() + 4 * graph.offsets[layer], states.stride(0), float(spec.j_d),
+        ENCODINGS.index(spec.encoding), TIES.index(spec.tie), ctypes.addressof(entry.terms), entry.n_terms,
+        entry.theta.data_ptr() if entry.theta is not None else None, entry.delta.data_ptr(),
+        entry.changed.data_ptr(), entry.counts.data_ptr(), entry.flags.data_ptr(), ctypes.byref(rechecked))
 
 
 def event_sweep(
@@ -276,12 +446,21 @@ def event_sweep(
     couplings: EventCouplings,
     sequential: bool = True,
     dense_fraction: float = DENSE_FRACTION,
+    kernel_entries: list[KernelLayer | None] | None = None,
 ) -> Tensor:
-    """One synchronous sweep on carried fields, in place; returns the per-sample change mask."""
+    """One synchronous sweep on carried fields, in place; returns the per-sample change mask.
+    ``kernel_entries`` (:func:`kernel_layers`): the layers the compiled kernel decides."""
     states = carried.states
     changed = torch.zeros(states.shape[:-1], dtype=torch.bool, device=states.device)
     pending = []
     for layer, spec in enumerate(graph.layers):
+        entry = kernel_entries[layer] if kernel_entries is not None else None
+        if entry is not None:
+            total = _kernel_decide(graph, carried, layer, entry)
+            if total:
+                changed |= entry.counts > 0
+                _propagate(graph, couplings, carried, layer, entry.delta, phase, dense_fraction, (entry, total))
+            continue
         part = graph.slice(layer)
         s = states[..., part]
         value, value_error = fixed[layer]

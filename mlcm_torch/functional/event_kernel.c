@@ -1,0 +1,135 @@
+/* The CPU kernel of the event-driven synchronous sweep (mlcm_torch/functional/events.py).
+ *
+ * Python decides what to compute (routes, error bounds, which layers); this file only runs
+ * the two loops whose many small tensor operations dominate an event sweep in eager PyTorch:
+ *
+ * mlcm_decide: the decisions of one layer for every sample from the carried fields F, exactly
+ *   as events.event_sweep and fields.activate define them. The field h = F + J_D s + c (c the
+ *   phase-constant part) is formed in double; a neuron with |h| <= bound (the proven rounding
+ *   bound of the carried float32 field) is re-evaluated in double from the couplings, the
+ *   states and the raw sources (events._exact_fields). The new states replace the old ones
+ *   after all neurons of a sample are decided (a synchronous update of the layer); the change
+ *   Δ is written densely and as a list of changed neurons per sample.
+ *
+ * mlcm_correct: F_post[b] += strength * (Σ_(changed i) Δ_bi rows[i]) / divisor, the sum in
+ *   float32 in the order of the changed list, as the gathered products of events._product
+ *   (their error bound γ_(k+1) covers any order).
+ *
+ * Built by mlcm_torch/functional/kernel.py with the system C compiler; without one the same
+ * sweep runs in PyTorch operations.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    const float *matrix;     /* element (i, j) at matrix[i * row_stride + j * col_stride]; NULL: one-to-one */
+    int64_t row_stride;
+    int64_t col_stride;
+    int64_t width;           /* presynaptic size n_pre */
+    const float *source;     /* sample b, element j at source[b * source_stride + j] */
+    int64_t source_stride;
+    double strength;         /* the term adds strength * (Σ_j M_ij v_j) / divisor */
+    double divisor;
+} Term;
+
+static double exact_field(int64_t b, int64_t i, const Term *terms, int64_t n_terms, double self_term,
+                          const double *theta) {
+    double h = 0.0;
+    for (int64_t t = 0; t < n_terms; ++t) {
+        const Term *term = &terms[t];
+        const float *v = term->source + b * term->source_stride;
+        double sum = 0.0;
+        if (term->matrix == NULL) {
+            sum = i < term->width ? (double)v[i] : 0.0;
+        } else {
+            const float *m = term->matrix + i * term->row_stride;
+            for (int64_t j = 0; j < term->width; ++j) sum += (double)m[j * term->col_stride] * (double)v[j];
+        }
+        h += term->strength * (sum / term->divisor);
+    }
+    h += self_term;
+    if (theta != NULL) h -= theta[i];
+    return h;
+}
+
+/* The decision on a field h, as fields.activate: for h != 0 every tie rule gives "active iff
+ * h > 0"; on h == 0, plus: active, flip: the opposite of the current state, keep: the current
+ * state. encoding: 0 = pm1 (states ±1), 1 = 01 (states {0, 1}); tie: 0 = plus, 1 = flip,
+ * 2 = keep. */
+static float decide(double h, float s, int encoding, int tie) {
+    float on = 1.0f, off = encoding == 0 ? -1.0f : 0.0f;
+    int was = encoding == 0 ? s > 0.0f : s > 0.5f;
+    int active = h > 0.0;
+    if (h == 0.0) active = tie == 0 ? 1 : (tie == 1 ? !was : was);
+    return active ? on : off;
+}
+
+/* Sure neurons (|h| > bound, so h != 0) are decided in one branch-free pass; the unsure ones
+ * (flagged) are re-evaluated exactly in a second pass. */
+int64_t mlcm_decide(
+    int64_t batch, int64_t size,
+    const float *fields, const float *constant,
+    const double *bound_constant, int64_t bound_stride, const double *error, double bound_scale,
+    float *states, int64_t states_stride, double j_d, int encoding, int tie,
+    const Term *terms, int64_t n_terms, const double *theta,
+    float *delta, int32_t *changed, int64_t *counts, uint8_t *flags, int64_t *rechecked)
+{
+    int64_t total = 0, unsure = 0;
+    const float on = 1.0f, off = encoding == 0 ? -1.0f : 0.0f;
+    for (int64_t b = 0; b < batch; ++b) {
+        const float *restrict f = fields + b * size, *restrict c = constant + b * size;
+        const double *restrict a = bound_constant + b * bound_stride;
+        float *restrict s = states + b * states_stride, *restrict d = delta + b * size;
+        int32_t *list = changed + b * size;
+        int64_t flagged = 0, count = 0;
+        for (int64_t i = 0; i < size; ++i) {
+            double h = (double)f[i] + j_d * (double)s[i] + (double)c[i];
+            uint8_t close = fabs(h) <= bound_scale * (error[i] + a[i]);
+            flags[i] = close;
+            flagged += close;
+            d[i] = (h > 0.0 ? on : off) - s[i];
+        }
+        if (flagged) {
+            for (int64_t i = 0; i < size; ++i) {
+                if (!flags[i]) continue;
+                double h = exact_field(b, i, terms, n_terms, j_d * (double)s[i], theta);
+                d[i] = decide(h, s[i], encoding, tie) - s[i];
+            }
+            unsure += flagged;
+        }
+        for (int64_t i = 0; i < size; ++i)
+            if (d[i] != 0.0f) list[count++] = (int32_t)i;
+        for (int64_t k = 0; k < count; ++k) s[list[k]] += d[list[k]];
+        counts[b] = count;
+        total += count;
+    }
+    *rechecked = unsure;
+    return total;
+}
+
+void mlcm_correct(
+    int64_t batch, int64_t pre_size, int64_t post_size,
+    const float *delta, const int32_t *changed, const int64_t *counts,
+    const float *rows, float divisor, float strength, float *fields, int64_t fields_stride, float *work)
+{
+    for (int64_t b = 0; b < batch; ++b) {
+        int64_t count = counts[b];
+        if (count == 0) continue;
+        const float *d = delta + b * pre_size;
+        const int32_t *list = changed + b * pre_size;
+        memset(work, 0, sizeof(float) * (size_t)post_size);
+        for (int64_t k = 0; k < count; ++k) {
+            float dk = d[list[k]];
+            const float *row = rows + (int64_t)list[k] * post_size;
+            for (int64_t j = 0; j < post_size; ++j) work[j] += dk * row[j];
+        }
+        float *f = fields + b * fields_stride;
+        if (divisor != 1.0f)
+            for (int64_t j = 0; j < post_size; ++j) work[j] = work[j] / divisor;
+        if (strength != 1.0f)
+            for (int64_t j = 0; j < post_size; ++j) f[j] += strength * work[j];
+        else
+            for (int64_t j = 0; j < post_size; ++j) f[j] += work[j];
+    }
+}

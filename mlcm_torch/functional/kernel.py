@@ -1,0 +1,81 @@
+"""The compiled CPU loops of the event backend (``event_kernel.c``), loaded with ctypes.
+
+The C source is compiled once per machine with the system C compiler (``$CC``, else ``cc``)
+into ``$MLCM_TORCH_CACHE`` (default ``~/.cache/mlcm_torch``), keyed by the source and the
+flags. Without a compiler, or with ``MLCM_TORCH_KERNEL=0``, :func:`library` is None and the
+event backend runs the same sweep in PyTorch operations: the kernel changes the speed, never
+a decision (``tests/test_backends.py`` runs both).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("event_kernel.c")
+FLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-shared", "-fPIC", "-std=c99")
+"""``-ffp-contract=off``: no fused multiply-adds, so each product and sum rounds as written."""
+
+
+class Term(ctypes.Structure):
+    """One term of a neuron's field, ``strength * (Σ_j M_ij v_j) / divisor`` (``Term`` in C)."""
+
+    _fields_ = [
+        ("matrix", ctypes.c_void_p),
+        ("row_stride", ctypes.c_int64),
+        ("col_stride", ctypes.c_int64),
+        ("width", ctypes.c_int64),
+        ("source", ctypes.c_void_p),
+        ("source_stride", ctypes.c_int64),
+        ("strength", ctypes.c_double),
+        ("divisor", ctypes.c_double),
+    ]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("MLCM_TORCH_CACHE", Path.home() / ".cache" / "mlcm_torch"))
+
+
+def _build(compiler: str) -> Path:
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + " ".join((compiler, *FLAGS, platform.machine())).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"event_kernel_{key}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            built = Path(tmp) / target.name
+            subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built), "-lm"], check=True,
+                           capture_output=True, timeout=120)
+            os.replace(built, target)  # atomic: concurrent builds leave one complete file
+    return target
+
+
+@functools.lru_cache(maxsize=None)
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel, or None (disabled by ``MLCM_TORCH_KERNEL=0``, or no compiler: a
+    one-time warning names the reason)."""
+    if os.environ.get("MLCM_TORCH_KERNEL", "1") == "0":
+        return None
+    compiler = os.environ.get("CC", "cc")
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", b"") or b""
+        warnings.warn(f"mlcm_torch: the event kernel could not be built with {compiler!r} ({error}; "
+                      f"{detail.decode(errors='replace')[:200]}); the event backend runs in PyTorch operations",
+                      RuntimeWarning, stacklevel=2)
+        return None
+    i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
+    lib.mlcm_decide.restype = i64
+    lib.mlcm_decide.argtypes = [i64, i64, ptr, ptr, ptr, i64, ptr, dbl, ptr, i64, dbl, ctypes.c_int, ctypes.c_int,
+                                ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.mlcm_correct.restype = None
+    lib.mlcm_correct.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_float, ctypes.c_float, ptr, i64, ptr]
+    return lib
