@@ -46,16 +46,16 @@ from mlcm_torch.functional.graph import ENCODINGS, TIES, Graph, Layer, Phase
 DENSE_FRACTION = 0.25
 """Above this fraction of changed presynaptic neurons (union over the batch) a gathered
 correction is one dense product instead."""
-CSR_DENSE_FRACTION = 0.2
+CSR_DENSE_FRACTION = 0.15
 """Above this fraction of changed (sample, neuron) pairs a per-sample (CSR) correction is one
 dense product instead."""
-CSR_ROW_COST = 1.35
-CSR_OVERHEAD_ROWS = 256
+CSR_ROW_COST = 1.9
+CSR_OVERHEAD_ROWS = 1200
 """Per-sample (CSR) products cost about ``CSR_ROW_COST`` gathered rows per changed (sample,
 neuron) pair plus ``CSR_OVERHEAD_ROWS`` for building the sparse matrix; they are chosen over the
 gathered columns when that is less than batch × columns. Measured on a 2-core AMD EPYC (AVX2)
 at 16 × 1600 by ``benchmarks/bench_event_products.py``."""
-KERNEL_DENSE_FRACTION = 0.25
+KERNEL_DENSE_FRACTION = 0.2
 """With the compiled kernel, above this fraction of changed (sample, neuron) pairs a correction
 is one dense product instead of the kernel's per-sample sums."""
 

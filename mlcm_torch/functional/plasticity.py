@@ -147,13 +147,16 @@ def apply_update(
     mask: Tensor | None = None,
     reduce=None,
 ) -> None:
-    """In place: W ← W·(1 − η ξ) + scale·Δ (masked). Without ``mask`` and ``reduce`` this is one
-    GEMM (``addmm_`` with β = 1 − η ξ); otherwise Δ is formed, masked, passed through ``reduce``
-    (e.g. a mean across processes) and added. Both agree up to float rounding."""
-    if mask is None and reduce is None:
+    """In place: W ← W·(1 − η ξ) + scale·Δ (masked). Without ``reduce`` this is one GEMM
+    (``addmm_`` with β = 1 − η ξ), then the mask applied to the result (W is zero off the mask,
+    so (β W + scale Δ)·M = β W + scale Δ·M); with ``reduce`` Δ is formed, masked, passed through
+    ``reduce`` (e.g. a mean across processes) and added. Both agree up to float rounding."""
+    if reduce is None:
         weight.addmm_(delta.post.transpose(-1, -2), delta.pre, beta=1.0 - lr * weight_decay, alpha=scale)
         if delta.zero_diagonal:
             weight.diagonal(dim1=-2, dim2=-1).zero_()
+        if mask is not None:
+            weight.mul_(mask)
         return
     dense = delta.dense() * scale
     if mask is not None:

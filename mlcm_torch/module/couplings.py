@@ -80,9 +80,10 @@ class Coupling(Configurable, nn.Module):
     def _dense(self, post_size: int, pre_size: int, generator: torch.Generator) -> None:
         mask = sparse_mask(post_size, pre_size, self._sparsity, generator, no_diagonal=False)
         W = gaussian_couplings(post_size, pre_size, mask, generator)
-        self.register_buffer("W", presynaptic_major(W) if isinstance(self._pre, int) else W)
+        layout = presynaptic_major if isinstance(self._pre, int) else (lambda t: t)
+        self.register_buffer("W", layout(W))
         if mask is not None:
-            self.register_buffer("mask", mask)
+            self.register_buffer("mask", layout(mask))  # W's layout: the masked update is one pass
 
     def extra_repr(self) -> str:
         return f"post={self._post}, pre={self._pre!r}, strength={self._strength}, phases={self._phases!r}"

@@ -116,7 +116,7 @@ class RecurrentLayer(Configurable, nn.Module):
         J.fill_diagonal_(0.0)
         self.J.copy_(J)
         if mask is not None:
-            self.register_buffer("mask", mask)
+            self.register_buffer("mask", presynaptic_major(mask))  # J's layout: the masked update is one pass
 
     def spec(self, encoding: Encoding) -> Layer:
         """The engine's view of this layer (no copy)."""
