@@ -125,7 +125,14 @@ def test_fifty_training_steps_give_identical_couplings(make):
 def test_auto_backend_picks_event_for_cpu_inference():
     net = chain(backend="auto")
     assert net.sweep_backend(torch.device("cpu")) == "event"
-    assert net.sweep_backend(torch.device("cpu"), training=True) == "dense"
+    from mlcm_torch.functional import kernel
+
+    compiled = kernel.library() is not None
+    assert net.sweep_backend(torch.device("cpu"), training=True) == ("event" if compiled else "dense")
+    assert copy.deepcopy(net).double().sweep_backend(torch.device("cpu"), training=True) == "dense"
+    assert chain(backend="auto", schedule="layer_sequential_async").sweep_backend(
+        torch.device("cpu"), training=True) == "dense"
+    assert net.sweep_backend(torch.device("cuda")) == "dense"
     assert chain(backend="auto", schedule="layer_sequential_async").sweep_backend(torch.device("cpu")) == "event"
     assert chain(backend="auto", k_winners=5).sweep_backend(torch.device("cpu")) == "dense"
     with pytest.raises(ValueError, match="backend='fast' is not supported"):
@@ -312,3 +319,29 @@ def test_product_routes_and_the_per_sample_product(monkeypatch):
         dense, event = both_relaxations(net, x, y if labelled else None, labelled)
         assert torch.equal(dense.states.float(), event.states) and torch.equal(dense.sweeps, event.sweeps)
     assert used
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_phases_carry_fields_and_decide_like_dense(dtype, monkeypatch):
+    """Steering (warm-up, clamped, free): the event backend hands its carried fields from phase
+    to phase (feedback-receiving layers recomputed when the feedback switches off) and takes
+    the decisions of the dense float64 path in every phase; with a fresh start per phase it
+    takes the same ones."""
+    from mlcm_torch.functional import events
+
+    dense = chain(backend="dense", protocol="steering", warmup_sweeps=1, free_sweeps=12).double()
+    event = _with_backend(copy.deepcopy(dense).to(dtype), "event")
+    x, y = batch()
+    resumed = []
+    real = events.resume
+    monkeypatch.setattr(events, "resume", lambda *a: resumed.append(1) or real(*a))
+    expected = dense.relax_phases(x.double(), y)
+    got = event.relax_phases(x.to(dtype), y)
+    assert len(resumed) == 2
+    with monkeypatch.context() as m:
+        m.setattr(events.Carry, "start", lambda self, graph, states, phase, c: events.start(graph, states.clone(), phase, c))
+        fresh = event.relax_phases(x.to(dtype), y)
+    for name in expected:
+        for other in (got, fresh):
+            assert torch.equal(expected[name].states, other[name].states.double()), name
+            assert torch.equal(expected[name].sweeps, other[name].sweeps), name

@@ -26,13 +26,13 @@ import torch
 from torch import Tensor
 
 from mlcm_torch.functional.events import (
+    Carry,
     EventCouplings,
     async_event_sweep,
     event_couplings,
     event_sweep,
     exact_constants,
     kernel_layers,
-    start,
     start_exact,
 )
 from mlcm_torch.functional.events import constants as event_constants
@@ -269,6 +269,7 @@ def relax(
     prepared: EventCouplings | None = None,
     check_every: int = 1,
     confirm_each: bool = False,
+    carry: Carry | None = None,
 ) -> Relaxation:
     """Relax ``states`` until a whole sweep changes no neuron, per sample, or ``max_sweeps``.
 
@@ -289,6 +290,9 @@ def relax(
     still moving are tested with :func:`is_fixed_point`; a fixed point is converged at once, the
     sweep that would change nothing counted but not run (one batched field product instead of a
     whole asynchronous sweep), and only such a test marks a sample converged.
+    ``carry`` (event backend, synchronous schedules): a
+    :class:`~mlcm_torch.functional.events.Carry` shared by consecutive phases, so a phase that
+    starts from the states the previous one returned reuses its carried fields.
     ``check_every``: test for "all converged" (a host synchronisation on a GPU) every k sweeps
     only; later sweeps leave converged samples as they are and are not counted, so only the
     draws of the asynchronous order generator differ.
@@ -302,7 +306,7 @@ def relax(
         raise ValueError("backend='event' does not run k-winners-take-all layers (decided by rank)")
     if backend == "event" and not compact:
         states = _relax_event(graph, states, phase, max_sweeps, schedule, generator,
-                              prepared or event_couplings(graph), sweeps, converged, check_every)
+                              prepared or event_couplings(graph), sweeps, converged, check_every, carry)
     elif compact:
         states = _relax_compacted(graph, states.clone(), phase, max_sweeps, schedule, generator, block,
                                   sweeps, converged, confirm_each)
@@ -331,14 +335,14 @@ def event_supported(graph: Graph, schedule: str) -> bool:
 def _relax_event(
     graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, schedule: str,
     generator: torch.Generator | None, prepared: EventCouplings, sweeps: Tensor, converged: Tensor,
-    check_every: int = 1,
+    check_every: int = 1, carry: Carry | None = None,
 ) -> Tensor:
     """The loop of :func:`relax` on carried fields; updates ``sweeps`` and ``converged`` in place.
     Synchronous schedules carry float32 fields with proven bounds; asynchronous ones float64."""
     sequential = schedule.startswith("layer_sequential")
     synchronous = schedule.endswith("_sync")
     if synchronous:
-        carried = start(graph, states.clone(), phase, prepared)
+        carried = (carry or Carry()).start(graph, states, phase, prepared)
         fixed = event_constants(graph, phase, prepared)
         entries = kernel_layers(graph, carried, fixed, phase, prepared, sequential)
     else:
@@ -354,6 +358,8 @@ def _relax_event(
         converged |= ~changed
         if (t + 1) % check_every == 0 and bool(converged.all()):
             break
+    if carry is not None and synchronous:
+        carry.keep(carried, phase, prepared)
     return carried.states.to(states.dtype)
 
 

@@ -139,10 +139,16 @@ def _exact(spec_dtype: torch.dtype) -> bool:
     return spec_dtype == torch.int8
 
 
-def start(graph: Graph, states: Tensor, phase: Phase, couplings: EventCouplings) -> EventState:
-    """Dense F^l of every layer for ``states`` and its error bound."""
+def start(graph: Graph, states: Tensor, phase: Phase, couplings: EventCouplings,
+          layers: list[int] | None = None) -> EventState:
+    """Dense F^l of every layer (or of ``layers``; the others None) for ``states`` and its
+    error bound."""
     fields, errors = [], []
     for layer, spec in enumerate(graph.layers):
+        if layers is not None and layer not in layers:
+            fields.append(None)
+            errors.append(None)
+            continue
         s = states[..., graph.slice(layer)]
         exact = spec.J is not None and _exact(spec.J.dtype)
         if spec.J is None or not bool(s.any()):
@@ -164,6 +170,51 @@ def start(graph: Graph, states: Tensor, phase: Phase, couplings: EventCouplings)
         fields.append(value)
         errors.append(None if exact else error)
     return EventState(states, fields, errors)
+
+
+def _layer_inputs(graph: Graph, layer: int, phase: Phase) -> list[int]:
+    return [k for k, c in graph.incoming(layer, phase.feedback) if not isinstance(c.pre, str) and c.strength != 0]
+
+
+def resume(graph: Graph, carried: EventState, old: Phase, new: Phase, couplings: EventCouplings) -> EventState:
+    """The carried fields of a relaxation under ``old`` made those of phase ``new`` at the same
+    states and couplings: F holds no source drive, so only layers whose couplings from other
+    layers differ between the phases (the feedback switched off or on) are recomputed; the
+    others keep F and its error bound. The states are copied."""
+    states = carried.states.clone()
+    changed = [layer for layer in range(len(graph.layers))
+               if _layer_inputs(graph, layer, old) != _layer_inputs(graph, layer, new)]
+    fields, errors = list(carried.fields), list(carried.errors)
+    if changed:
+        fresh = start(graph, states, new, couplings, changed)
+        for layer in changed:
+            fields[layer], errors[layer] = fresh.fields[layer], fresh.errors[layer]
+    return EventState(states, fields, errors)
+
+
+class Carry:
+    """Hands the carried fields of one event relaxation to the next phase of the same states
+    and couplings (:func:`~mlcm_torch.functional.dynamics.relax` ``carry``): the next phase
+    starts by :func:`resume` instead of a dense product. Used only when the next phase starts
+    from the very states tensor the last one returned, unmodified, with the same couplings."""
+
+    def __init__(self) -> None:
+        self.state: EventState | None = None
+        self.phase: Phase | None = None
+        self.couplings: EventCouplings | None = None
+        self.version = -1
+
+    def keep(self, state: EventState, phase: Phase, couplings: EventCouplings) -> None:
+        self.state, self.phase, self.couplings, self.version = state, phase, couplings, state.states._version
+
+    def start(self, graph: Graph, states: Tensor, phase: Phase, couplings: EventCouplings) -> EventState:
+        """The carried state for relaxing ``states`` under ``phase``: resumed when it continues
+        the kept relaxation, else :func:`start` on a copy of ``states``."""
+        kept = self.state
+        if (kept is not None and states is kept.states and states._version == self.version
+                and couplings is self.couplings):
+            return resume(graph, kept, self.phase, phase, couplings)
+        return start(graph, states.clone(), phase, couplings)
 
 
 def constants(graph: Graph, phase: Phase, couplings: EventCouplings) -> list[tuple[Tensor | float, Tensor | float]]:

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from mlcm_torch.functional.dynamics import Relaxation, relax
 from mlcm_torch.functional.dynamics import event_supported
-from mlcm_torch.functional.events import EventCouplings, event_couplings
+from mlcm_torch.functional import kernel
+from mlcm_torch.functional.events import Carry, EventCouplings, event_couplings
 from mlcm_torch.functional.fields import activate, fields, prepare_phase, source_drive
 from mlcm_torch.functional.graph import Encoding, Graph, Phase
 from mlcm_torch.functional.plasticity import apply_update, perceptron_rule, readout_perceptron_rule
@@ -205,14 +206,19 @@ class Network(Configurable, nn.Module):
 
     def sweep_backend(self, device: torch.device, training: bool = False) -> str:
         """The sweep implementation used on ``device``: ``dynamics.backend``, with ``auto``
-        resolved: event-driven for label-free relaxations on the CPU (the couplings stay fixed
-        across batches, so its preparation is reused), dense for the relaxations of a training
-        step (``training``) and on GPUs."""
+        resolved: event-driven on the CPU — for training relaxations (``training``) only where
+        the compiled kernel runs them (synchronous schedules, float32 couplings; in PyTorch
+        operations alone it is about as fast as dense there, the couplings changing every
+        step) — and dense on GPUs."""
         backend, schedule = self._dynamics.backend, self._dynamics.schedule
-        supported = event_supported(self.graph(), schedule)
-        if backend == "auto":
-            return "event" if supported and device.type == "cpu" and not training else "dense"
-        return backend
+        if backend != "auto":
+            return backend
+        if not event_supported(self.graph(), schedule) or device.type != "cpu":
+            return "dense"
+        compiled = kernel.library() is not None and schedule.endswith("_sync")
+        if training and not (compiled and self.layers[0].J.dtype == torch.float32):
+            return "dense"
+        return "event"
 
     def _event_couplings(self, graph: Graph) -> EventCouplings:
         """What the event backend precomputes of the couplings, rebuilt only when a coupling
@@ -225,12 +231,13 @@ class Network(Configurable, nn.Module):
             self.__dict__["_event_cache"] = cached
         return cached[1]
 
-    def _run(self, graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, training: bool = False) -> Relaxation:
+    def _run(self, graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, training: bool = False,
+             carry: Carry | None = None) -> Relaxation:
         backend = self.sweep_backend(states.device, training)
         prepared = self._event_couplings(graph) if backend == "event" else None
         check_every = 1 if states.device.type == "cpu" else CUDA_CHECK_EVERY
         return relax(graph, states, phase, max_sweeps, self._dynamics.schedule, self.generator,
-                     backend=backend, prepared=prepared, check_every=check_every)
+                     backend=backend, prepared=prepared, check_every=check_every, carry=carry)
 
     @torch.no_grad()
     def relax_phases(self, x: Tensor, y: Tensor | None = None) -> dict[str, Relaxation]:
@@ -247,12 +254,12 @@ class Network(Configurable, nn.Module):
         clamped = prepare_phase(graph, x, y, True, like=free)
         if dynamics.protocol == "thesis":
             return {"clamped": self._run(graph, states, clamped, dynamics.max_sweeps, True)}
-        phases = {}
+        phases, carry = {}, Carry()  # the event backend carries its fields from phase to phase
         if dynamics.warmup_sweeps:
-            phases["warmup"] = self._run(graph, states, free, dynamics.warmup_sweeps, True)
+            phases["warmup"] = self._run(graph, states, free, dynamics.warmup_sweeps, True, carry)
             states = phases["warmup"].states
-        phases["clamped"] = self._run(graph, states, clamped, dynamics.max_sweeps, True)
-        phases["free"] = self._run(graph, phases["clamped"].states, free, dynamics.free_budget, True)
+        phases["clamped"] = self._run(graph, states, clamped, dynamics.max_sweeps, True, carry)
+        phases["free"] = self._run(graph, phases["clamped"].states, free, dynamics.free_budget, True, carry)
         return phases
 
     @torch.no_grad()

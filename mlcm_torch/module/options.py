@@ -41,9 +41,9 @@ class Dynamics:
             ``event`` carries the fields and corrects them by the neurons that changed, with
             the decisions of the dense path evaluated in float64
             (:mod:`mlcm_torch.functional.events`; not for k-winners-take-all); ``auto``
-            picks ``event`` for label-free relaxations on the CPU (inference, where the
-            couplings are fixed and the event preparation is reused), ``dense`` for training
-            relaxations (the couplings change every step) and on GPUs.
+            picks ``event`` on the CPU — for training relaxations only where the compiled
+            event kernel runs them (synchronous schedules, float32 couplings, a C compiler) —
+            and ``dense`` on GPUs.
     """
 
     schedule: Schedule = "layer_sequential_sync"
