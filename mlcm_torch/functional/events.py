@@ -102,7 +102,8 @@ def _presynaptic_rows(W: Tensor) -> Tensor:
 
 
 def event_couplings(graph: Graph) -> EventCouplings:
-    """The :class:`EventCouplings` of ``graph``."""
+    """The :class:`EventCouplings` of ``graph`` (one L1 pass over each matrix)."""
+    coupling_l1 = tuple(_row_l1(c.W) if c.W is not None else None for c in graph.couplings)
     rows, scale, reach = [], [], []
     for layer, spec in enumerate(graph.layers):
         if spec.J is None:
@@ -113,16 +114,15 @@ def event_couplings(graph: Graph) -> EventCouplings:
             rows.append(_presynaptic_rows(spec.J) if spec.J.dtype != torch.int8 else None)
             scale.append(_row_l1(spec.J) / spec.unit)
             total = scale[-1].clone()
-        for _, coupling in graph.incoming(layer, True):
+        for k, coupling in graph.incoming(layer, True):
             if isinstance(coupling.pre, str):
                 continue
-            width = abs(coupling.strength) * (_row_l1(coupling.W) if coupling.W is not None else 1.0)
+            width = abs(coupling.strength) * (coupling_l1[k] if coupling.W is not None else 1.0)
             total = total + (width.to(total.device) if isinstance(width, Tensor) else width)
         reach.append(total)
     coupling_rows = tuple(
         _presynaptic_rows(c.W) if c.W is not None and not isinstance(c.pre, str) else None for c in graph.couplings
     )
-    coupling_l1 = tuple(_row_l1(c.W) if c.W is not None else None for c in graph.couplings)
     return EventCouplings(tuple(rows), coupling_rows, tuple(scale), tuple(reach), coupling_l1)
 
 
