@@ -345,3 +345,27 @@ def test_phases_carry_fields_and_decide_like_dense(dtype, monkeypatch):
         for other in (got, fresh):
             assert torch.equal(expected[name].states, other[name].states.double()), name
             assert torch.equal(expected[name].sweeps, other[name].sweeps), name
+
+
+def test_kernel_is_optional(monkeypatch, tmp_path):
+    """``MLCM_TORCH_KERNEL=0`` and a missing compiler both leave the event backend on PyTorch
+    operations (the latter with a warning naming the compiler), and auto trains on dense."""
+    from mlcm_torch.functional import kernel
+
+    monkeypatch.setenv("MLCM_TORCH_CACHE", str(tmp_path))
+    try:
+        kernel.library.cache_clear()
+        monkeypatch.setenv("MLCM_TORCH_KERNEL", "0")
+        assert kernel.library() is None
+        assert chain(backend="auto").sweep_backend(torch.device("cpu"), training=True) == "dense"
+        kernel.library.cache_clear()
+        monkeypatch.setenv("MLCM_TORCH_KERNEL", "1")
+        monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+        with pytest.warns(RuntimeWarning, match="no-such-compiler"):
+            assert kernel.library() is None
+        net = chain(backend="event")
+        x, y = batch()
+        dense, event = both_relaxations(net, x, y, True)
+        assert torch.equal(dense.states.float(), event.states)
+    finally:
+        kernel.library.cache_clear()

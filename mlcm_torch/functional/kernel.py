@@ -1,8 +1,8 @@
 """The compiled CPU loops of the event backend (``event_kernel.c``), loaded with ctypes.
 
 The C source is compiled once per machine with the system C compiler (``$CC``, else ``cc``)
-into ``$MLCM_TORCH_CACHE`` (default ``~/.cache/mlcm_torch``), keyed by the source and the
-flags. Without a compiler, or with ``MLCM_TORCH_KERNEL=0``, :func:`library` is None and the
+into ``$MLCM_TORCH_CACHE`` (default ``~/.cache/mlcm_torch``), keyed by the source, the flags
+and the CPU. Without a compiler, or with ``MLCM_TORCH_KERNEL=0``, :func:`library` is None and the
 event backend runs the same sweep in PyTorch operations: the kernel changes the speed, never
 a decision (``tests/test_backends.py`` runs both).
 """
@@ -43,9 +43,20 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("MLCM_TORCH_CACHE", Path.home() / ".cache" / "mlcm_torch"))
 
 
+def _cpu_signature() -> str:
+    """The CPU model and instruction-set flags (``-march=native`` builds for them), so a cache
+    directory shared by different machines never loads a build for another CPU."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return " ".join(line for line in lines if line.startswith(("model name", "flags")))[:4096]
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
 def _build(compiler: str) -> Path:
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join((compiler, *FLAGS, platform.machine())).encode()).hexdigest()[:16]
+    signature = " ".join((compiler, *FLAGS, platform.machine(), _cpu_signature()))
+    key = hashlib.sha256(source + signature.encode()).hexdigest()[:16]
     target = _cache_dir() / f"event_kernel_{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
