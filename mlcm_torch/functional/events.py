@@ -196,23 +196,24 @@ class Carry:
     """Hands the carried fields of one event relaxation to the next phase of the same states
     and couplings (:func:`~mlcm_torch.functional.dynamics.relax` ``carry``): the next phase
     starts by :func:`resume` instead of a dense product. Used only when the next phase starts
-    from the very states tensor the last one returned, unmodified, with the same couplings."""
+    from states equal to those the last one ended in (a copy is kept to compare), with the
+    same couplings."""
 
     def __init__(self) -> None:
         self.state: EventState | None = None
         self.phase: Phase | None = None
         self.couplings: EventCouplings | None = None
-        self.version = -1
 
     def keep(self, state: EventState, phase: Phase, couplings: EventCouplings) -> None:
-        self.state, self.phase, self.couplings, self.version = state, phase, couplings, state.states._version
+        self.state = state._replace(states=state.states.clone())
+        self.phase, self.couplings = phase, couplings
 
     def start(self, graph: Graph, states: Tensor, phase: Phase, couplings: EventCouplings) -> EventState:
         """The carried state for relaxing ``states`` under ``phase``: resumed when it continues
         the kept relaxation, else :func:`start` on a copy of ``states``."""
         kept = self.state
-        if (kept is not None and states is kept.states and states._version == self.version
-                and couplings is self.couplings):
+        if (kept is not None and couplings is self.couplings and states.shape == kept.states.shape
+                and torch.equal(states, kept.states)):
             return resume(graph, kept, self.phase, phase, couplings)
         return start(graph, states.clone(), phase, couplings)
 
