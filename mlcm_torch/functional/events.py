@@ -13,7 +13,10 @@ columns changed somewhere in the batch, F^post += λ Δ[:, changed] Wᵀ[changed
 or columns shared by the samples); each sample's own changed rows, a sparse CSR Δ times Wᵀ
 (many columns, few per sample: the sweeps after the first, where the samples flip different
 neurons); or one dense product (much changed). The decision adds the phase-constant part
-(J_D s_i, the input and label drives, −θ).
+(J_D s_i, the input and label drives, −θ). On the CPU, for float32 couplings, a compiled C
+kernel (:mod:`~mlcm_torch.functional.kernel`, :func:`kernel_layers`) takes each layer's
+decisions (re-checks included) and each sample's own corrections in one call each, with the
+same decisions; consecutive phases hand their fields on (:class:`Carry`).
 
 *Same result.* Next to F a proven bound on its rounding error is carried (standard bounds
 γ_n = n u / (1 − n u) for sums of n products, u the unit roundoff, with |F_i| ≤ Σ_j |J_ij| +
