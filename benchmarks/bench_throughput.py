@@ -180,9 +180,15 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
         seconds = lightning_seconds_per_step(config, backend, lightning, device)
         bare = bare_seconds_per_step(config, backend, lightning, device)
         record["lightning_fit_batch_size"] = loader_batch
-        record["lightning_fit_samples_per_s"] = round(loader_batch / seconds, 1)
-        record["bare_real_batches_samples_per_s"] = round(loader_batch / bare, 1)
-        record["lightning_overhead"] = round(seconds / bare - 1, 3)
+        if seconds > 0 and bare > 0:
+            record["lightning_fit_samples_per_s"] = round(loader_batch / seconds, 1)
+            record["bare_real_batches_samples_per_s"] = round(loader_batch / bare, 1)
+            record["lightning_overhead"] = round(seconds / bare - 1, 3)
+        else:  # the longer run was not slower than the shorter one: noise larger than S2 − S1 steps
+            record.update(lightning_fit_samples_per_s=None, bare_real_batches_samples_per_s=None,
+                          lightning_overhead=None,
+                          lightning_note=f"unresolved: t(S2) - t(S1) <= 0 (fit {seconds:.3g} s/step, bare "
+                                         f"{bare:.3g} s/step); widen S2 - S1")
     return record
 
 
