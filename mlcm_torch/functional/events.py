@@ -425,7 +425,9 @@ def kernel_layers(
     out = []
     for layer, spec in enumerate(graph.layers):
         field = carried.fields[layer]
-        usable = (carried.errors[layer] is not None and not isinstance(spec.j_d, Tensor) and spec.k_winners is None
+        error = carried.errors[layer]
+        usable = (error is not None and error.shape == (spec.size,) and error.dtype == _F64
+                  and not isinstance(spec.j_d, Tensor) and spec.k_winners is None
                   and field.dtype == torch.float32 and field.is_contiguous() and field.shape == (batch, spec.size)
                   and (spec.J is None or (spec.J.dtype == torch.float32 and spec.J.dim() == 2)))
         terms, keep = [], []
