@@ -350,13 +350,14 @@ class KernelLayer(NamedTuple):
 
 def _correct(
     fields: Tensor, delta: Tensor, rows: Tensor | None, matrix: Tensor, strength: float, divisor: float,
-    dense_fraction: float, lists: tuple[KernelLayer, int] | None,
+    dense_fraction: float, lists: tuple[KernelLayer, int, int] | None,
 ) -> int | None:
     """fields += strength · (M delta) / divisor over the changed presynaptic neurons, in place;
     returns the bound on the terms of each sum (None: nothing changed). ``lists``: the kernel's
-    changed lists of ``delta`` and their total, for a per-sample sum in C."""
+    changed lists of ``delta``, their total and the largest count of a sample, for a per-sample
+    sum in C."""
     if lists is not None and rows is not None and rows.dim() == 2:
-        layer, total = lists
+        layer, total, most = lists
         if total == 0:
             return None
         if total <= KERNEL_DENSE_FRACTION * delta.numel():
@@ -364,7 +365,7 @@ def _correct(
                 delta.shape[0], delta.shape[1], rows.shape[1], delta.data_ptr(), layer.changed.data_ptr(),
                 layer.counts.data_ptr(), rows.data_ptr(), divisor, strength, fields.data_ptr(), fields.shape[-1],
                 layer.work.data_ptr())
-            return int(layer.counts.max())
+            return most
         change, terms = torch.matmul(delta, rows), delta.shape[-1]
     else:
         result = _product(delta, rows, matrix, dense_fraction)
@@ -379,7 +380,7 @@ def _correct(
 
 def _propagate(
     graph: Graph, couplings: EventCouplings, carried: EventState, layer: int, delta: Tensor, phase: Phase,
-    dense_fraction: float, lists: tuple[KernelLayer, int] | None = None,
+    dense_fraction: float, lists: tuple[KernelLayer, int, int] | None = None,
 ) -> None:
     """Correct F (and its error bound) of every layer that receives from ``layer``."""
     spec = graph.layers[layer]
@@ -435,7 +436,7 @@ def kernel_layers(
             rows = couplings.rows[layer]
             keep.append(rows)
             terms.append(kernel.Term(rows.data_ptr(), rows.stride(1), rows.stride(0), spec.size,
-                                     states.data_ptr() + 4 * graph.offsets[layer], states.stride(0), 1.0, spec.unit))
+                                     states[:, graph.slice(layer)].data_ptr(), states.stride(0), 1.0, spec.unit))
         for _, coupling in graph.incoming(layer, phase.feedback) if usable else ():
             if coupling.strength == 0:
                 continue
@@ -449,7 +450,7 @@ def kernel_layers(
                 keep.append(source)
                 pointer, stride, width = source.data_ptr(), source.stride(0), source.shape[-1]
             else:
-                pointer = states.data_ptr() + 4 * graph.offsets[coupling.pre]
+                pointer = states[:, graph.slice(coupling.pre)].data_ptr()
                 stride, width = states.stride(0), graph.layers[coupling.pre].size
             W = coupling.W
             if W is not None and (W.dtype != torch.float32 or W.dim() != 2):
@@ -489,7 +490,7 @@ def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelL
     return kernel.library().mlcm_decide(
         states.shape[0], spec.size, carried.fields[layer].data_ptr(), entry.constant.data_ptr(),
         entry.bound_constant.data_ptr(), spec.size, error.data_ptr(), 2 / (1 - 4 * u),
-        states.data_ptr() + 4 * graph.offsets[layer], states.stride(0), float(spec.j_d),
+        states[:, graph.slice(layer)].data_ptr(), states.stride(0), float(spec.j_d),
         ENCODINGS.index(spec.encoding), TIES.index(spec.tie), ctypes.addressof(entry.terms), entry.n_terms,
         entry.theta.data_ptr() if entry.theta is not None else None, entry.delta.data_ptr(),
         entry.changed.data_ptr(), entry.counts.data_ptr(), entry.flags.data_ptr(), ctypes.byref(rechecked))
@@ -516,7 +517,8 @@ def event_sweep(
             total = _kernel_decide(graph, carried, layer, entry)
             if total:
                 changed |= entry.counts > 0
-                _propagate(graph, couplings, carried, layer, entry.delta, phase, dense_fraction, (entry, total))
+                lists = (entry, total, int(entry.counts.max()))
+                _propagate(graph, couplings, carried, layer, entry.delta, phase, dense_fraction, lists)
             continue
         part = graph.slice(layer)
         s = states[..., part]
