@@ -38,6 +38,7 @@ from mlcm_torch.functional.events import (
 from mlcm_torch.functional.events import constants as event_constants
 from mlcm_torch.functional.fields import fields, is_fixed_point, layer_activate, layer_fields
 from mlcm_torch.functional.graph import Graph, Layer, Phase
+from mlcm_torch.functional.packed import sign_async
 
 NewState = Callable[[int, Tensor, Tensor], Tensor]
 """``new_state(k, s_i, h_i)``: the new state of the k-th neuron of an order, from its current
@@ -117,10 +118,17 @@ def sequential_updates(
     The fields of a block of ``block`` neurons come from one matmul at the block start (J_D s_i
     added at the decision) and are corrected after each update, h_l' += J_(l' l) Δs_l: exactly
     sequential, O(batch·block) per update. With ``block=1`` each field is computed afresh.
+    Binary (int8 ±1) networks with the deterministic decision run the whole order in the
+    compiled kernel instead (:func:`~mlcm_torch.functional.packed.sign_async`: each field an
+    exact integer from the bits, the same decisions).
     """
     spec = graph.layers[layer]
     layer_states = states[..., graph.slice(layer)]
     order = order.to(states.device)
+    if new_state is None and spec.J is not None and spec.J.dtype == torch.int8:
+        theta = _threshold(graph, layer, phase, layer_states, layer_states.dim() - 1)
+        if theta is not None and sign_async(spec.J, layer_states, order, theta, spec.tie == "keep"):
+            return
     fast = _threshold_decider(graph, layer, phase, layer_states, layer_states.dim() - 1) if new_state is None else None
     decide = fast or new_state or _decide(spec)
     physical = (lambda h, s_i: h) if fast is not None else _self_coupling_adder(spec, layer_states)
@@ -149,9 +157,9 @@ def sequential_updates(
         layer_states[..., idx] = current
 
 
-def _threshold_decider(graph: Graph, layer: int, phase: Phase, states: Tensor, dims: int) -> NewState | None:
-    """The deterministic decision of a ±1 ``flip``/``keep`` layer fed by its recurrent couplings
-    only (no incoming coupling, no threshold), on the field WITHOUT J_D s_i:
+def _threshold(graph: Graph, layer: int, phase: Phase, states: Tensor, dims: int) -> Tensor | None:
+    """The threshold of the deterministic decision of a ±1 ``flip``/``keep`` layer fed by its
+    recurrent couplings only (no incoming coupling, no threshold), on the field WITHOUT J_D s_i:
     s_i h_i > 0 ⟺ s_i h_i^off > −J_D (``keep``: ≥) with −J_D in the field's dtype, or for int8
     signs (h^off an exact integer in coupling units) floor(−J_D·unit) (``keep``: ceil(...)).
     Bit-identical decisions to :func:`layer_activate` on the physical field (the rounded sum
@@ -169,10 +177,17 @@ def _threshold_decider(graph: Graph, layer: int, phase: Phase, states: Tensor, d
     else:
         j_d = torch.tensor(j_d, dtype=torch.float64 if integer else states.dtype, device=states.device)
     if integer:  # integer thresholds: exact in the fields' dtype (|h| <= N < 2^24)
-        theta = (torch.floor if spec.tie == "flip" else torch.ceil)(-j_d * spec.unit).to(states.dtype)
-    else:
-        theta = -j_d
-    if spec.tie == "flip":
+        return (torch.floor if spec.tie == "flip" else torch.ceil)(-j_d * spec.unit).to(states.dtype)
+    return -j_d
+
+
+def _threshold_decider(graph: Graph, layer: int, phase: Phase, states: Tensor, dims: int) -> NewState | None:
+    """The decision on the field without J_D s_i against :func:`_threshold`; None where it does
+    not apply."""
+    theta = _threshold(graph, layer, phase, states, dims)
+    if theta is None:
+        return None
+    if graph.layers[layer].tie == "flip":
         return lambda k, s_i, h: torch.where(s_i * h > theta, s_i, -s_i)
     return lambda k, s_i, h: torch.where(s_i * h >= theta, s_i, -s_i)
 

@@ -133,3 +133,105 @@ void mlcm_correct(
             for (int64_t j = 0; j < post_size; ++j) f[j] += work[j];
     }
 }
+
+/* Binary ±1 couplings and states packed one bit per value (bit set: +1), fields by XOR and
+ * popcount (mlcm_torch/functional/packed.py): for ±1 values a_j, b_j,
+ * Σ_j a_j b_j = n − 2·popcount(a XOR b), an exact integer. Padding bits are zero in both.
+ *
+ * mlcm_pack_signs_int8: rows of int8 couplings (row r holds neuron r mod n of its network),
+ *   the diagonal (column r mod n) packed as +1; returns how many entries are not ±1 off the
+ *   diagonal or not 0 on it (the caller then keeps the unpacked path).
+ * mlcm_pack_signs_float: rows of float32 states; returns how many values are not ±1. */
+int64_t mlcm_pack_signs_int8(const int8_t *values, int64_t rows, int64_t n, uint64_t *bits, int64_t words) {
+    int64_t bad = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+        const int8_t *v = values + r * n;
+        uint64_t *out = bits + r * words;
+        int64_t diagonal = r % n;
+        memset(out, 0, sizeof(uint64_t) * (size_t)words);
+        for (int64_t j = 0; j < n; ++j) {
+            int8_t x = v[j];
+            if (j == diagonal) {
+                bad += x != 0;
+                out[j >> 6] |= (uint64_t)1 << (j & 63);
+            } else {
+                bad += x != 1 && x != -1;
+                out[j >> 6] |= (uint64_t)(x > 0) << (j & 63);
+            }
+        }
+    }
+    return bad;
+}
+
+int64_t mlcm_pack_signs_float(const float *values, int64_t rows, int64_t n, int64_t row_stride,
+                              uint64_t *bits, int64_t words) {
+    int64_t bad = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float *v = values + r * row_stride;
+        uint64_t *out = bits + r * words;
+        memset(out, 0, sizeof(uint64_t) * (size_t)words);
+        for (int64_t j = 0; j < n; ++j) {
+            bad += v[j] != 1.0f && v[j] != -1.0f;
+            out[j >> 6] |= (uint64_t)(v[j] > 0.0f) << (j & 63);
+        }
+    }
+    return bad;
+}
+
+/* out[m, b, k] = Σ_(j != i) B_ij s_mbj for i = neurons[k] of network m: the all-j sum over the
+ * packed row (diagonal packed as +1) minus the diagonal term s_mbi. Couplings (nets, n, words),
+ * states (nets, batch, words), out (nets, batch, n_neurons) float32 (|sum| < n < 2^24: exact). */
+void mlcm_sign_fields(const uint64_t *couplings, const uint64_t *states, const int64_t *neurons,
+                      int64_t n_neurons, int64_t nets, int64_t batch, int64_t n, int64_t words, float *out) {
+    for (int64_t m = 0; m < nets; ++m) {
+        const uint64_t *s_net = states + m * batch * words;
+        float *o_net = out + m * batch * n_neurons;
+        for (int64_t k = 0; k < n_neurons; ++k) {
+            int64_t i = neurons[k];
+            const uint64_t *restrict row = couplings + (m * n + i) * words;
+            for (int64_t b = 0; b < batch; ++b) {
+                const uint64_t *restrict s = s_net + b * words;
+                int64_t count = 0;
+                for (int64_t w = 0; w < words; ++w) count += __builtin_popcountll(row[w] ^ s[w]);
+                int64_t s_i = (s[i >> 6] >> (i & 63)) & 1 ? 1 : -1;
+                o_net[b * n_neurons + k] = (float)(n - 2 * count - s_i);
+            }
+        }
+    }
+}
+
+/* One asynchronous sweep of binary networks, exactly sequential: for each sample on its own
+ * (samples are independent), the neurons of `order` in turn, each deciding on its exact field
+ * h_i = Σ_(j != i) B_ij s_j from the current states (n − 2·popcount − s_i, as above): s_i stays
+ * where s_i·h_i > theta (keep: >=), else flips. theta = the self-coupling threshold in coupling
+ * units, one per sample (dynamics._thresholds). States (nets, batch, n) float32 ±1, in place;
+ * work: `words` words. Returns the number of flips. */
+int64_t mlcm_sign_async(const uint64_t *couplings, float *states, int64_t nets, int64_t batch, int64_t n,
+                        int64_t words, const int64_t *order, int64_t n_order, const double *theta, int keep,
+                        uint64_t *work) {
+    int64_t flips = 0;
+    for (int64_t m = 0; m < nets; ++m) {
+        for (int64_t b = 0; b < batch; ++b) {
+            int64_t sample = m * batch + b;
+            float *s = states + sample * n;
+            double t = theta[sample];
+            memset(work, 0, sizeof(uint64_t) * (size_t)words);
+            for (int64_t j = 0; j < n; ++j) work[j >> 6] |= (uint64_t)(s[j] > 0.0f) << (j & 63);
+            for (int64_t k = 0; k < n_order; ++k) {
+                int64_t i = order[k];
+                const uint64_t *restrict row = couplings + (m * n + i) * words;
+                int64_t count = 0;
+                for (int64_t w = 0; w < words; ++w) count += __builtin_popcountll(row[w] ^ work[w]);
+                int64_t s_i = (work[i >> 6] >> (i & 63)) & 1 ? 1 : -1;
+                double local = (double)(s_i * (n - 2 * count - s_i));
+                int stays = keep ? local >= t : local > t;
+                if (!stays) {
+                    s[i] = -s[i];
+                    work[i >> 6] ^= (uint64_t)1 << (i & 63);
+                    ++flips;
+                }
+            }
+        }
+    }
+    return flips;
+}

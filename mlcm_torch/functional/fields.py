@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mlcm_torch.functional.graph import Coupling, Graph, Layer, Phase
+from mlcm_torch.functional.packed import sign_sum
 
 _CHUNK_BYTES = 1 << 28
 """int8 couplings are converted to float32 in row chunks of at most this many bytes."""
@@ -113,8 +114,9 @@ def coupling_sum(spec: Layer, s: Tensor, neurons: slice | Tensor = slice(None)) 
     """Σ_j J_ij s_j of ``neurons`` for a layer with states ``s`` (*batch, N): physical units
     for float couplings, coupling units (exact integers) for int8 signs.
 
-    int8 couplings are converted in row chunks; float32 accumulation of ±1 terms is exact
-    below 2^24 neurons. All-zero states (the first sweep from ``init_state="zeros"``) give
+    int8 signs with ±1 float32 states on the CPU are summed from bits
+    (:func:`~mlcm_torch.functional.packed.sign_sum`), other int8 couplings converted in row
+    chunks; both are exact (float32 accumulation of ±1 terms is exact below 2^24 neurons). All-zero states (the first sweep from ``init_state="zeros"``) give
     zeros without the product on the CPU (on a GPU the test would cost a host sync).
     """
     J = spec.J
@@ -123,6 +125,9 @@ def coupling_sum(spec: Layer, s: Tensor, neurons: slice | Tensor = slice(None)) 
     if J.dtype != torch.int8:
         h = torch.matmul(s, J[..., neurons, :].transpose(-1, -2))
         return h / spec.unit if spec.unit != 1.0 else h
+    packed = sign_sum(J, s, neurons)
+    if packed is not None:
+        return packed
     rows = J[..., neurons, :]
     n_rows = rows.shape[-2]
     out = torch.empty((*s.shape[:-1], n_rows), dtype=s.dtype, device=s.device)

@@ -1,10 +1,12 @@
-"""The compiled CPU loops of the event backend (``event_kernel.c``), loaded with ctypes.
+"""The compiled CPU loops of the engine (``event_kernel.c``), loaded with ctypes: the event
+backend's decisions and corrections, and the bit-packed fields of binary couplings
+(:mod:`~mlcm_torch.functional.packed`).
 
 The C source is compiled once per machine with the system C compiler (``$CC``, else ``cc``)
 into ``$MLCM_TORCH_CACHE`` (default ``~/.cache/mlcm_torch``), keyed by the source, the flags
 and the CPU. Without a compiler, or with ``MLCM_TORCH_KERNEL=0``, :func:`library` is None and the
-event backend runs the same sweep in PyTorch operations: the kernel changes the speed, never
-a decision (``tests/test_backends.py`` runs both).
+engine runs the same computations in PyTorch operations: the kernel changes the speed, never
+a decision (``tests/test_backends.py`` and ``tests/test_packed.py`` run both).
 """
 
 from __future__ import annotations
@@ -89,4 +91,12 @@ def library() -> ctypes.CDLL | None:
                                 ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr]
     lib.mlcm_correct.restype = None
     lib.mlcm_correct.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_float, ctypes.c_float, ptr, i64, ptr]
+    lib.mlcm_pack_signs_int8.restype = i64
+    lib.mlcm_pack_signs_int8.argtypes = [ptr, i64, i64, ptr, i64]
+    lib.mlcm_pack_signs_float.restype = i64
+    lib.mlcm_pack_signs_float.argtypes = [ptr, i64, i64, i64, ptr, i64]
+    lib.mlcm_sign_fields.restype = None
+    lib.mlcm_sign_fields.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64, ptr]
+    lib.mlcm_sign_async.restype = i64
+    lib.mlcm_sign_async.argtypes = [ptr, ptr, i64, i64, i64, i64, ptr, i64, ptr, ctypes.c_int, ptr]
     return lib
