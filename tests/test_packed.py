@@ -1,4 +1,5 @@
-"""Bit-packed fields and asynchronous sweeps of binary networks against the unpacked int8 path."""
+"""The physics' compiled loops against the tensor loops they replace: bit-packed fields and
+asynchronous sweeps of binary networks, and the per-neuron loop of float asynchronous blocks."""
 
 import pytest
 import torch
@@ -114,8 +115,8 @@ def test_run_dynamics_packed_equals_unpacked(dynamics, j_d, monkeypatch):
     j_d = torch.tensor([0.0, 0.3, 0.45]) if j_d == "per-network" else j_d
     net = random_network(100, j_d, n_networks=3, kind="binary", storage="int8",
                          generator=torch.Generator().manual_seed(7))
-    s0 = random_states(3, 8, 100, generator=torch.Generator().manual_seed(8))
-    fast, slow = _both(monkeypatch, lambda: run_dynamics(net, s0, dynamics=dynamics, max_steps=60,
+    s0 = random_states(3, 4, 100, generator=torch.Generator().manual_seed(8))
+    fast, slow = _both(monkeypatch, lambda: run_dynamics(net, s0, dynamics=dynamics, max_steps=15,
                                                          generator=torch.Generator().manual_seed(9)))
     for a, b in zip(fast, slow):
         assert torch.equal(a, b)
@@ -130,8 +131,8 @@ def test_engine_keep_ties_on_binary_couplings_packed_equals_unpacked(schedule, m
                          generator=torch.Generator().manual_seed(16))
     graph = net.graph
     graph = graph._replace(layers=(graph.layers[0]._replace(tie="keep"),))
-    s0 = random_states(2, 8, 100, generator=torch.Generator().manual_seed(17))
-    fast, slow = _both(monkeypatch, lambda: relax(graph, s0.clone(), net.phase, 40, schedule,
+    s0 = random_states(2, 4, 100, generator=torch.Generator().manual_seed(17))
+    fast, slow = _both(monkeypatch, lambda: relax(graph, s0.clone(), net.phase, 15, schedule,
                                                   torch.Generator().manual_seed(18), block=32))
     for a, b in zip(fast, slow):
         assert torch.equal(a, b)
@@ -161,3 +162,35 @@ def test_float_and_hopfield_networks_do_not_take_the_packed_path():
     s = random_states(1, 2, 40, generator=torch.Generator().manual_seed(15))
     assert packed.sign_sum(hopfield.couplings, s) is None
     assert packed.packed_couplings(hopfield.couplings) is None
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind,storage", [("gaussian", "float32"), ("gaussian", "float64"), ("binary", "float32")])
+@pytest.mark.parametrize("j_d", [0.3, "per-network"])
+def test_float_async_blocks_in_the_kernel_equal_the_tensor_loop(kind, storage, j_d, monkeypatch):
+    """Binary float32 couplings ±1/√N with N = 100 and J_D = 0.3 give exact ties too."""
+    j_d = torch.tensor([0.1, 0.3, 0.6]) if j_d == "per-network" else j_d
+    net = random_network(100, j_d, n_networks=3, kind=kind, storage=storage,
+                         generator=torch.Generator().manual_seed(19))
+    s0 = random_states(3, 4, 100, generator=torch.Generator().manual_seed(20), dtype=net.state_dtype)
+    calls = []
+    real = kernel.library()
+    monkeypatch.setattr(kernel, "library", lambda: calls.append(1) or real)
+    fast, slow = _both(monkeypatch, lambda: run_dynamics(net, s0, dynamics="async", max_steps=12,
+                                                         generator=torch.Generator().manual_seed(21)))
+    assert calls
+    for a, b in zip(fast, slow):
+        assert torch.equal(a, b)
+    assert not torch.equal(fast.states, s0)
+
+
+@needs_kernel
+def test_hopfield_keep_ties_async_in_the_kernel_equals_the_tensor_loop(monkeypatch):
+    patterns = random_states(2, 5, 60, generator=torch.Generator().manual_seed(22))
+    net = hopfield_network(patterns)
+    cues = patterns.clone()
+    cues[..., :15] = -cues[..., :15]
+    fast, slow = _both(monkeypatch, lambda: run_dynamics(net, cues, dynamics="async", max_steps=20,
+                                                         generator=torch.Generator().manual_seed(23)))
+    for a, b in zip(fast, slow):
+        assert torch.equal(a, b)

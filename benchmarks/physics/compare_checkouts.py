@@ -1,15 +1,17 @@
 """Compare the physics of two checkouts of this package: results on fixed seeds and timings.
 
     python benchmarks/physics/compare_checkouts.py OLD_ROOT NEW_ROOT             # results, then timings
-    python benchmarks/physics/compare_checkouts.py OLD_ROOT NEW_ROOT --no-timing --reps 3
+    python benchmarks/physics/compare_checkouts.py OLD_ROOT NEW_ROOT --no-timing
+    python benchmarks/physics/compare_checkouts.py OLD_ROOT NEW_ROOT --no-results --sizes large --json out.jsonl
 
 Each checkout runs in its own subprocess (``PYTHONPATH=ROOT``, one torch thread). *Results*:
 ``run_dynamics`` (sync/async; binary int8, binary and Gaussian float32, Gaussian float64;
 several seeds, N = 50-300, M = 3, B = 8, J_D scalar or per network; max_steps 0, 2 and a full
 budget), the public field/sweep functions, Hopfield runs, and the experiments at small sizes;
 every tensor and number is compared exactly. *Timings*: process CPU time of ``run_dynamics``
-(int8, N = 1000, M = 8, B = 16) and ``critical_vs_size`` at N = 400, the checkouts interleaved
-and the median of ``--reps`` runs reported with the ratio new/old.
+(int8, B = 16) and of the experiments (``--sizes small``: N = 400-1000; ``large``: N =
+1600-12800), the checkouts interleaved, the median of ``--reps`` runs reported with the
+speed-up old/new and whether both returned the same result; ``--json`` appends them as lines.
 """
 
 from __future__ import annotations
@@ -26,12 +28,23 @@ import time
 from pathlib import Path
 
 TIMINGS = {
-    "sync int8 N=1000 J_D=0.5 T=200": ["dynamics", "sync", "0.5", "200"],
-    "async int8 N=1000 J_D=0.3 T=30": ["dynamics", "async", "0.3", "30"],
-    "async int8 N=1000 J_D=0.7 T=30": ["dynamics", "async", "0.7", "30"],
-    "critical_vs_size N=400 sync T=200": ["critical", "sync", "200"],
-    "critical_vs_size N=400 async T=20": ["critical", "async", "20"],
+    "sync int8 N=1000 M=8 J_D=0.5 T=200": ["dynamics", "sync", "0.5", "200", "1000", "8"],
+    "async int8 N=1000 M=8 J_D=0.3 T=30": ["dynamics", "async", "0.3", "30", "1000", "8"],
+    "async int8 N=1000 M=8 J_D=0.7 T=30": ["dynamics", "async", "0.7", "30", "1000", "8"],
+    "critical_vs_size N=400 sync T=200": ["critical", "sync", "200", "400"],
+    "critical_vs_size N=400 async T=20": ["critical", "async", "20", "400"],
 }
+LARGE_TIMINGS = {
+    "sync int8 N=1600 M=4 J_D=0.5 T=200": ["dynamics", "sync", "0.5", "200", "1600", "4"],
+    "async int8 N=1600 M=4 J_D=0.9 T=30": ["dynamics", "async", "0.9", "30", "1600", "4"],
+    "sync int8 N=12800 M=1 J_D=0.5 T=20": ["dynamics", "sync", "0.5", "20", "12800", "1"],
+    "async int8 N=12800 M=1 J_D=0.9 T=3": ["dynamics", "async", "0.9", "3", "12800", "1"],
+    "critical_vs_size N=1600 sync T=100": ["critical", "sync", "100", "1600"],
+    "convergence_times N=3200 sync+async T=100": ["convergence", "100", "3200"],
+    "accessibility gaussian N=1600 T=50": ["accessibility", "50", "1600"],
+}
+"""Workloads at the sizes of the CPU-speed issue (N = 1,600-12,800); the binary ones are int8
+(the experiments' default storage); accessibility's default couplings are Gaussian float32."""
 
 
 def collect(out: str) -> None:
@@ -125,17 +138,26 @@ def time_case(case: list[str]) -> None:
     from mlcm_torch.physics.critical import critical_vs_size
 
     if case[0] == "dynamics":
-        dynamics, j_d, steps = case[1], float(case[2]), int(case[3])
+        dynamics, j_d, steps, n, m = case[1], float(case[2]), int(case[3]), int(case[4]), int(case[5])
         g = torch.Generator().manual_seed(0)
-        net = P.random_network(1000, j_d, n_networks=8, kind="binary", storage="int8", generator=g)
-        s0 = P.random_states(8, 16, 1000, generator=g)
+        net = P.random_network(n, j_d, n_networks=m, kind="binary", storage="int8", generator=g)
+        s0 = P.random_states(m, 16, n, generator=g)
         start = time.process_time()
         r = P.run_dynamics(net, s0, dynamics=dynamics, max_steps=steps, generator=torch.Generator().manual_seed(1))
         info = {"converged": float(r.converged.float().mean()), "steps_sum": int(r.steps.sum())}
+    elif case[0] == "critical":
+        start = time.process_time()
+        r = critical_vs_size([int(case[3])], n_networks=4 if case[3] == "400" else 2, n_states=8, dynamics=case[1],
+                             max_steps=int(case[2]), tol=0.02 if case[3] == "400" else 0.05, seed=0)
+        info = {"j_d_star": r["sizes"][0]["per_network"]}
+    elif case[0] == "convergence":
+        start = time.process_time()
+        r = P.convergence_times([int(case[2])], [1.0, 1.3], n_networks=2, n_states=8, max_steps=int(case[1]), seed=0)
+        info = {"result": r}
     else:
         start = time.process_time()
-        r = critical_vs_size([400], n_networks=4, n_states=8, dynamics=case[1], max_steps=int(case[2]), tol=0.02, seed=0)
-        info = {"j_d_star": r["sizes"][0]["per_network"]}
+        r = P.accessibility(int(case[2]), [0.5, 0.8], n_networks=2, n_states=8, max_steps=int(case[1]), seed=0)
+        info = {"result": r}
     print(json.dumps({"cpu_s": time.process_time() - start, **info}))
 
 
@@ -195,17 +217,31 @@ def compare_results(old: str, new: str) -> None:
     print(f"{len(a)} results, {sum(bad for _, bad in groups.values())} differ")
 
 
-def compare_timings(old: str, new: str, reps: int) -> None:
+def compare_timings(old: str, new: str, reps: int, cases: dict[str, list[str]], json_path: str | None) -> None:
     times: dict[tuple[str, str], list[float]] = {}
+    same: dict[str, bool] = {}
     for _ in range(reps):
-        for name, case in TIMINGS.items():
+        for name, case in cases.items():
+            infos = []
             for root in (old, new):
                 out = json.loads(worker(root, "time", *case).strip().splitlines()[-1])
-                times.setdefault((name, root), []).append(out["cpu_s"])
-    print(f"{'workload':36s} {'old s':>7s} {'new s':>7s} {'new/old':>8s}   (process CPU time, median of {reps})")
-    for name in TIMINGS:
+                times.setdefault((name, root), []).append(out.pop("cpu_s"))
+                infos.append(out)
+            same[name] = same.get(name, True) and infos[0] == infos[1]
+    print(f"{'workload':42s} {'old s':>7s} {'new s':>7s} {'old/new':>8s} same  (process CPU time, median of {reps})")
+    rows = []
+    for name in cases:
         t_old, t_new = (statistics.median(times[(name, root)]) for root in (old, new))
-        print(f"{name:36s} {t_old:7.2f} {t_new:7.2f} {t_new / t_old:8.2f}")
+        print(f"{name:42s} {t_old:7.2f} {t_new:7.2f} {t_old / t_new:8.2f} {'yes' if same[name] else 'NO'}")
+        rows.append({"workload": name, "old_s": t_old, "new_s": t_new, "speedup": t_old / t_new,
+                     "same_result": same[name], "reps": reps, "old": old, "new": new})
+    if json_path:
+        from mlcm_torch.experiments.run import cpu_name, machine
+
+        where = {**machine(), "cpu": cpu_name(), "threads": 1}
+        with open(json_path, "a") as f:
+            for row in rows:
+                f.write(json.dumps({**row, "machine": where}) + "\n")
 
 
 def main() -> None:
@@ -224,11 +260,15 @@ def main() -> None:
     parser.add_argument("--no-results", action="store_true")
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--sizes", choices=("small", "large", "all"), default="small",
+                        help="timing workloads: small (N = 400-1000), large (N = 1600-12800), all")
+    parser.add_argument("--json", help="append one JSON line per timed workload to this file")
     args = parser.parse_args()
     if not args.no_results:
         compare_results(args.old, args.new)
     if not args.no_timing:
-        compare_timings(args.old, args.new, args.reps)
+        cases = {**(TIMINGS if args.sizes != "large" else {}), **(LARGE_TIMINGS if args.sizes != "small" else {})}
+        compare_timings(args.old, args.new, args.reps, cases, args.json)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from mlcm_torch.functional.events import (
 from mlcm_torch.functional.events import constants as event_constants
 from mlcm_torch.functional.fields import fields, is_fixed_point, layer_activate, layer_fields
 from mlcm_torch.functional.graph import Graph, Layer, Phase
+from mlcm_torch.functional import kernel
 from mlcm_torch.functional.packed import sign_async
 
 NewState = Callable[[int, Tensor, Tensor], Tensor]
@@ -80,9 +81,10 @@ def sweep_sync(graph: Graph, states: Tensor, phase: Phase, sequential: bool = Tr
     or layer-independent (all layers from the previous state).
     """
     if len(graph.layers) == 1:
-        fast = _threshold_decider(graph, 0, phase, states, states.dim())
-        if fast is not None:
-            return fast(0, states, layer_fields(graph, states, 0, phase, self_coupling=False))
+        theta = _threshold(graph, 0, phase, states, states.dim())
+        if theta is not None:
+            decide = _threshold_decider(theta, graph.layers[0].tie)
+            return decide(0, states, layer_fields(graph, states, 0, phase, self_coupling=False))
         return layer_activate(graph.layers[0], layer_fields(graph, states, 0, phase), states)
     if not sequential:
         h = fields(graph, states, phase)
@@ -118,18 +120,20 @@ def sequential_updates(
     The fields of a block of ``block`` neurons come from one matmul at the block start (J_D s_i
     added at the decision) and are corrected after each update, h_l' += J_(l' l) Δs_l: exactly
     sequential, O(batch·block) per update. With ``block=1`` each field is computed afresh.
-    Binary (int8 ±1) networks with the deterministic decision run the whole order in the
-    compiled kernel instead (:func:`~mlcm_torch.functional.packed.sign_async`: each field an
-    exact integer from the bits, the same decisions).
+    With the deterministic decision of a layer fed by its recurrent couplings only
+    (:func:`_threshold`), on the CPU, the compiled kernel runs the loop: binary (int8 ±1)
+    networks the whole order (:func:`~mlcm_torch.functional.packed.sign_async`: each field an
+    exact integer from the bits), other couplings each block's per-neuron loop after the same
+    block product (:func:`_block_kernel`: the same values, operation for operation).
     """
     spec = graph.layers[layer]
     layer_states = states[..., graph.slice(layer)]
     order = order.to(states.device)
-    if new_state is None and spec.J is not None and spec.J.dtype == torch.int8:
-        theta = _threshold(graph, layer, phase, layer_states, layer_states.dim() - 1)
-        if theta is not None and sign_async(spec.J, layer_states, order, theta, spec.tie == "keep"):
-            return
-    fast = _threshold_decider(graph, layer, phase, layer_states, layer_states.dim() - 1) if new_state is None else None
+    theta = _threshold(graph, layer, phase, layer_states, layer_states.dim() - 1) if new_state is None else None
+    if (theta is not None and spec.J is not None and spec.J.dtype == torch.int8
+            and sign_async(spec.J, layer_states, order, theta, spec.tie == "keep")):
+        return
+    fast = _threshold_decider(theta, spec.tie) if theta is not None else None
     decide = fast or new_state or _decide(spec)
     physical = (lambda h, s_i: h) if fast is not None else _self_coupling_adder(spec, layer_states)
     for b0 in range(0, order.numel(), block):
@@ -147,6 +151,9 @@ def sequential_updates(
                 columns = columns / spec.unit
             columns = columns.transpose(-1, -2).unsqueeze(-2)  # [..., a, :, :] = (1, block) column a
         current = layer_states[..., idx]
+        if fast is not None and _block_kernel(spec, h, columns, current, theta):
+            layer_states[..., idx] = current
+            continue
         for a in range(idx.numel()):
             s_a = current[..., a]
             new = decide(b0 + a, s_a, physical(h[..., a], s_a))
@@ -181,15 +188,37 @@ def _threshold(graph: Graph, layer: int, phase: Phase, states: Tensor, dims: int
     return -j_d
 
 
-def _threshold_decider(graph: Graph, layer: int, phase: Phase, states: Tensor, dims: int) -> NewState | None:
-    """The decision on the field without J_D s_i against :func:`_threshold`; None where it does
-    not apply."""
-    theta = _threshold(graph, layer, phase, states, dims)
-    if theta is None:
-        return None
-    if graph.layers[layer].tie == "flip":
+def _threshold_decider(theta: Tensor, tie: str) -> NewState:
+    """The decision on the field without J_D s_i against the :func:`_threshold` ``theta``."""
+    if tie == "flip":
         return lambda k, s_i, h: torch.where(s_i * h > theta, s_i, -s_i)
     return lambda k, s_i, h: torch.where(s_i * h >= theta, s_i, -s_i)
+
+
+def _block_kernel(spec: Layer, h: Tensor, columns: Tensor | None, current: Tensor, theta: Tensor) -> bool:
+    """The per-neuron loop of one block of :func:`sequential_updates` in the compiled kernel, in
+    place on ``h`` and the block's states ``current`` (*batch, block); ``columns`` (*nets, a,
+    1, l) as built there. False (nothing changed) where it does not apply: no kernel, not the
+    CPU, float16, or network batches that do not match the states."""
+    lib = kernel.library()
+    if lib is None or columns is None or h.device.type != "cpu" or h.dtype not in (torch.float32, torch.float64):
+        return False
+    block = h.shape[-1]
+    if columns.dim() == 3:
+        nets, batch = 1, h.numel() // block
+    elif columns.dim() == 4 and h.dim() == 3 and h.shape[0] == columns.shape[0]:
+        nets, batch = h.shape[0], h.shape[1]
+    else:
+        return False
+    values = h.contiguous()
+    cols = columns.squeeze(-2).to(h.dtype).contiguous()
+    thresholds = theta.to(h.dtype).expand(h.shape[:-1]).contiguous()
+    if not current.is_contiguous() or current.dtype != h.dtype:
+        return False
+    run = lib.mlcm_block_async_f32 if h.dtype == torch.float32 else lib.mlcm_block_async_f64
+    run(values.data_ptr(), cols.data_ptr(), current.data_ptr(), nets, batch, block, thresholds.data_ptr(),
+        int(spec.tie == "keep"))
+    return True
 
 
 def _self_coupling_adder(spec: Layer, s: Tensor) -> Callable[[Tensor, Tensor], Tensor]:

@@ -178,9 +178,17 @@ int64_t mlcm_pack_signs_float(const float *values, int64_t rows, int64_t n, int6
     return bad;
 }
 
+static inline int64_t sign_sum(const uint64_t *restrict row, const uint64_t *restrict s, int64_t words,
+                               int64_t n, int64_t i) {
+    int64_t count = 0;
+    for (int64_t w = 0; w < words; ++w) count += __builtin_popcountll(row[w] ^ s[w]);
+    return n - 2 * count - (((s[i >> 6] >> (i & 63)) & 1) ? 1 : -1);
+}
+
 /* out[m, b, k] = Σ_(j != i) B_ij s_mbj for i = neurons[k] of network m: the all-j sum over the
  * packed row (diagonal packed as +1) minus the diagonal term s_mbi. Couplings (nets, n, words),
- * states (nets, batch, words), out (nets, batch, n_neurons) float32 (|sum| < n < 2^24: exact). */
+ * states (nets, batch, words), out (nets, batch, n_neurons) float32 (|sum| < n < 2^24: exact).
+ * Four samples share each load of a coupling word. */
 void mlcm_sign_fields(const uint64_t *couplings, const uint64_t *states, const int64_t *neurons,
                       int64_t n_neurons, int64_t nets, int64_t batch, int64_t n, int64_t words, float *out) {
     for (int64_t m = 0; m < nets; ++m) {
@@ -189,13 +197,26 @@ void mlcm_sign_fields(const uint64_t *couplings, const uint64_t *states, const i
         for (int64_t k = 0; k < n_neurons; ++k) {
             int64_t i = neurons[k];
             const uint64_t *restrict row = couplings + (m * n + i) * words;
-            for (int64_t b = 0; b < batch; ++b) {
-                const uint64_t *restrict s = s_net + b * words;
-                int64_t count = 0;
-                for (int64_t w = 0; w < words; ++w) count += __builtin_popcountll(row[w] ^ s[w]);
-                int64_t s_i = (s[i >> 6] >> (i & 63)) & 1 ? 1 : -1;
-                o_net[b * n_neurons + k] = (float)(n - 2 * count - s_i);
+            int64_t b = 0;
+            for (; b + 4 <= batch; b += 4) {
+                const uint64_t *restrict s0 = s_net + b * words, *restrict s1 = s0 + words;
+                const uint64_t *restrict s2 = s1 + words, *restrict s3 = s2 + words;
+                int64_t c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+                for (int64_t w = 0; w < words; ++w) {
+                    uint64_t r = row[w];
+                    c0 += __builtin_popcountll(r ^ s0[w]);
+                    c1 += __builtin_popcountll(r ^ s1[w]);
+                    c2 += __builtin_popcountll(r ^ s2[w]);
+                    c3 += __builtin_popcountll(r ^ s3[w]);
+                }
+                const uint64_t *sb[4] = {s0, s1, s2, s3};
+                int64_t c[4] = {c0, c1, c2, c3};
+                for (int q = 0; q < 4; ++q)
+                    o_net[(b + q) * n_neurons + k] =
+                        (float)(n - 2 * c[q] - (((sb[q][i >> 6] >> (i & 63)) & 1) ? 1 : -1));
             }
+            for (; b < batch; ++b)
+                o_net[b * n_neurons + k] = (float)sign_sum(row, s_net + b * words, words, n, i);
         }
     }
 }
@@ -219,11 +240,8 @@ int64_t mlcm_sign_async(const uint64_t *couplings, float *states, int64_t nets, 
             for (int64_t j = 0; j < n; ++j) work[j >> 6] |= (uint64_t)(s[j] > 0.0f) << (j & 63);
             for (int64_t k = 0; k < n_order; ++k) {
                 int64_t i = order[k];
-                const uint64_t *restrict row = couplings + (m * n + i) * words;
-                int64_t count = 0;
-                for (int64_t w = 0; w < words; ++w) count += __builtin_popcountll(row[w] ^ work[w]);
                 int64_t s_i = (work[i >> 6] >> (i & 63)) & 1 ? 1 : -1;
-                double local = (double)(s_i * (n - 2 * count - s_i));
+                double local = (double)(s_i * sign_sum(couplings + (m * n + i) * words, work, words, n, i));
                 int stays = keep ? local >= t : local > t;
                 if (!stays) {
                     s[i] = -s[i];
@@ -235,3 +253,36 @@ int64_t mlcm_sign_async(const uint64_t *couplings, float *states, int64_t nets, 
     }
     return flips;
 }
+
+/* The per-neuron loop of one block of dynamics.sequential_updates for a layer decided by its
+ * threshold (dynamics._threshold): h (nets, batch, block) the block's fields without J_D s_i
+ * from the block-start product, columns (nets, block, block) with columns[a][l] the coupling
+ * from block neuron a to block neuron l, states (nets, batch, block) the block's states, theta
+ * one per sample. For a = 0, 1, ...: s_a stays where s_a·h_a > theta (keep: >=), else flips,
+ * and h_l += Δ_a · columns[a][l] for every l. Δ = ±2 and s_a = ±1, so every product is exact
+ * and each step rounds once, as the tensor loop's where/addcmul_: the same values. */
+#define BLOCK_ASYNC(NAME, T)                                                                      \
+    int64_t NAME(T *h, const T *columns, T *states, int64_t nets, int64_t batch, int64_t block,  \
+                 const T *theta, int keep) {                                                      \
+        int64_t flips = 0;                                                                        \
+        for (int64_t m = 0; m < nets; ++m) {                                                      \
+            const T *col_net = columns + m * block * block;                                      \
+            for (int64_t b = 0; b < batch; ++b) {                                                 \
+                int64_t sample = m * batch + b;                                                   \
+                T *hb = h + sample * block, *sb = states + sample * block;                        \
+                T t = theta[sample];                                                              \
+                for (int64_t a = 0; a < block; ++a) {                                             \
+                    T s = sb[a], local = s * hb[a];                                               \
+                    if (keep ? local >= t : local > t) continue;                                  \
+                    T delta = -2 * s;                                                             \
+                    sb[a] = -s;                                                                   \
+                    ++flips;                                                                      \
+                    const T *col = col_net + a * block;                                           \
+                    for (int64_t l = 0; l < block; ++l) hb[l] = hb[l] + delta * col[l];           \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        return flips;                                                                             \
+    }
+BLOCK_ASYNC(mlcm_block_async_f32, float)
+BLOCK_ASYNC(mlcm_block_async_f64, double)

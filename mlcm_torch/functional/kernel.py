@@ -99,4 +99,7 @@ def library() -> ctypes.CDLL | None:
     lib.mlcm_sign_fields.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, i64, ptr]
     lib.mlcm_sign_async.restype = i64
     lib.mlcm_sign_async.argtypes = [ptr, ptr, i64, i64, i64, i64, ptr, i64, ptr, ctypes.c_int, ptr]
+    for name in ("mlcm_block_async_f32", "mlcm_block_async_f64"):
+        getattr(lib, name).restype = i64
+        getattr(lib, name).argtypes = [ptr, ptr, ptr, i64, i64, i64, ptr, ctypes.c_int]
     return lib
