@@ -20,7 +20,7 @@ CPU = {
     "fixed-points": "fixed-points --n 8 12 16 20 --networks 50 --j-d 0:2:0.1 --kind gaussian",
     "critical-sync": "critical --n 100 200 400 800 1600 --networks 8 --states 16 --kind binary --dynamics sync "
                      "--max-steps 500 --tol 0.01",
-    "critical-async": "critical --n 100 200 400 --networks 8 --states 16 --kind binary --dynamics async "
+    "critical-async": "critical --n 100 200 400 800 1600 --networks 8 --states 16 --kind binary --dynamics async "
                       "--max-steps 300 --tol 0.01",
     "critical-gaussian": "critical --n 100 200 400 --networks 8 --states 16 --kind gaussian --dynamics sync async "
                          "--max-steps 300 --tol 0.01",
