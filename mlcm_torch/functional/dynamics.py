@@ -387,7 +387,7 @@ def _relax_event(
     synchronous = schedule.endswith("_sync")
     if synchronous:
         carried = (carry or Carry()).start(graph, states, phase, prepared)
-        fixed = event_constants(graph, phase, prepared)
+        fixed = event_constants(graph, phase, prepared, carried.states.dtype)
         entries = kernel_layers(graph, carried, fixed, phase, prepared, sequential)
     else:
         carried = start_exact(graph, states.to(torch.float64), phase)

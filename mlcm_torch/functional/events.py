@@ -221,9 +221,14 @@ class Carry:
         return start(graph, states.clone(), phase, couplings)
 
 
-def constants(graph: Graph, phase: Phase, couplings: EventCouplings) -> list[tuple[Tensor | float, Tensor | float]]:
-    """Per layer: the phase-constant part of the field (source drives − θ) and a bound on its
-    rounding error."""
+def constants(graph: Graph, phase: Phase, couplings: EventCouplings,
+              dtype: torch.dtype = torch.float32) -> list[tuple[Tensor | float, Tensor | float]]:
+    """Per layer: the phase-constant part c of the field (source drives − θ), and the
+    phase-constant part of the re-check bound for fields carried in ``dtype``: the rounding
+    error of c plus 2u(M + |J_D|) (u of ``dtype``, M the layer's ``reach``), which bounds the
+    rounding of h = F + J_D s + c beyond the carried error of F (:func:`event_sweep`, and the
+    kernel's ``bound_constant``)."""
+    u = torch.finfo(dtype).eps / 2
     out = []
     for layer, spec in enumerate(graph.layers):
         value: Tensor | float = 0.0
@@ -243,7 +248,8 @@ def constants(graph: Graph, phase: Phase, couplings: EventCouplings) -> list[tup
             reach = (threshold.abs().to(_F64) + abs(spec.gamma) + abs(float(spec.j_d) if not isinstance(spec.j_d, Tensor) else 0.0))
             error = error + _gamma(spec.size + len(graph.couplings) + 4, threshold.dtype) * (
                 reach + (couplings.scale[layer] if spec.J is not None else 0.0))
-        out.append((value, error))
+        j_d = spec.j_d.abs().max().item() if isinstance(spec.j_d, Tensor) else abs(spec.j_d)
+        out.append((value, error + 2 * u * (couplings.reach[layer] + j_d)))
     return out
 
 
@@ -422,7 +428,7 @@ def kernel_layers(
     if (kernel.library() is None or states.device.type != "cpu" or states.dtype != torch.float32
             or states.dim() != 2 or not states.is_contiguous() or (not sequential and len(graph.layers) > 1)):
         return None
-    batch, u = states.shape[0], torch.finfo(torch.float32).eps / 2
+    batch = states.shape[0]
     out = []
     for layer, spec in enumerate(graph.layers):
         field = carried.fields[layer]
@@ -464,11 +470,11 @@ def kernel_layers(
         if not usable:
             out.append(None)
             continue
-        value, value_error = fixed[layer]
+        value, value_bound = fixed[layer]
         constant = torch.zeros(batch, spec.size, dtype=torch.float32)
         constant += value
         bound_constant = torch.zeros(batch, spec.size, dtype=_F64)
-        bound_constant += value_error + 2 * u * (couplings.reach[layer] + abs(spec.j_d))
+        bound_constant += value_bound
         theta = None
         if phase.thresholds[layer] is not None:
             theta = zero_one_thresholds(graph, layer, phase.feedback, dtype=_F64).contiguous()
@@ -522,15 +528,14 @@ def event_sweep(
             continue
         part = graph.slice(layer)
         s = states[..., part]
-        value, value_error = fixed[layer]
+        value, value_bound = fixed[layer]
         h = add_self_coupling(spec, carried.fields[layer], s) + value
         new = layer_activate(spec, h, s)
         error = carried.errors[layer]
         if error is not None:
-            # |h| carries ≤ error + value_error + 2u(M + |J_D| + |h|) of rounding; twice that as margin
+            # |h| carries ≤ error + value_bound + 2u|h| of rounding (constants); twice that as margin
             u = torch.finfo(h.dtype).eps / 2
-            j_d = spec.j_d.abs().max().item() if isinstance(spec.j_d, Tensor) else abs(spec.j_d)
-            bound = (2 * (error + value_error + 2 * u * (couplings.reach[layer] + j_d)) / (1 - 4 * u)).to(h.dtype)
+            bound = (2 * (error + value_bound) / (1 - 4 * u)).to(h.dtype)
             unsure = h.abs() <= bound
             if bool(unsure.any()):
                 cols = torch.nonzero(unsure.reshape(-1, unsure.shape[-1]).any(dim=0)).squeeze(-1)
