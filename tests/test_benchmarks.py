@@ -82,3 +82,22 @@ def test_lightning_overhead_is_measured_against_the_same_batches(tmp_path):
     assert line["lightning_fit_samples_per_s"] > 0 and line["bare_real_batches_samples_per_s"] > 0
     expected = line["bare_real_batches_samples_per_s"] / line["lightning_fit_samples_per_s"] - 1
     assert abs(line["lightning_overhead"] - expected) < 0.05 * (1 + abs(expected))
+
+
+def test_physics_checkout_comparison_times_and_records_a_workload(tmp_path, monkeypatch, capsys):
+    """compare_checkouts: one tiny workload timed in worker processes for two roots (here both
+    this checkout), the speed-up and same-result columns printed and appended as JSON lines."""
+    sys.path.insert(0, str(ROOT / "benchmarks" / "physics"))
+    try:
+        import compare_checkouts
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "physics.jsonl"
+    cases = {"sync int8 N=60 M=2 T=5": ["dynamics", "sync", "0.5", "5", "60", "2"]}
+    compare_checkouts.compare_timings(str(ROOT), str(ROOT), 1, cases, str(out))
+    printed = capsys.readouterr().out
+    assert "sync int8 N=60 M=2 T=5" in printed and "yes" in printed
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["workload"] == "sync int8 N=60 M=2 T=5" and row["same_result"] is True
+    assert row["old_s"] > 0 and row["new_s"] > 0 and row["speedup"] == row["old_s"] / row["new_s"]
+    assert row["machine"]["threads"] == 1 and row["reps"] == 1
