@@ -10,10 +10,13 @@ Prints one JSON line per (config, batch size, backend), with medians over ``--re
 timings of ``--steps`` steps each. With ``--lightning S1 S2`` it also runs
 ``python -m mlcm_torch fit --config <config>`` for S1 and for S2 steps (no logger, checkpoints
 or validation) and reports the seconds per step (t(S2) − t(S1)) / (S2 − S1), so start-up and
-data preparation cancel; that needs the config's data (e.g. MNIST in ``$MLCM_DATA_DIR``). Beside
-it the same engine step runs without Lightning on the very batches ``lightning fit`` sees (the
-model and data module built by the CLI from the config, same seed, same loader order), timed the
-same way; ``lightning_overhead`` is the ratio of the two minus one. (The random-input step above
+data preparation cancel; that needs the config's data (e.g. MNIST in ``$MLCM_DATA_DIR``). The
+overhead is measured in this process, where nothing but the loop differs: Lightning's loop
+(trainer, model and data module built by the CLI from the config, one ``fit``) and the same
+engine step without Lightning on the very batches it sees (same seed, same loader order), each
+timed between the starts of steps S1 and S2 of one run, ``--lightning-repeats`` (3)
+interleaved runs each;
+``lightning_overhead`` is the ratio of the medians minus one. (The random-input step above
 flips more neurons than real images do, so it is not the reference for the overhead.)
 
     python benchmarks/bench_throughput.py --config lightning_configs/mnist.yaml \
@@ -70,34 +73,70 @@ def _backend_key(config: str) -> str:
     return "network.init_args.backend" if "mlcm_torch.MLCM" in open(config).read() else "network.init_args.dynamics.backend"
 
 
-def bare_seconds_per_step(config: str, backend: str, steps: tuple[int, int], device: str) -> float:
-    """Seconds per step of the engine alone (relax, local update, readout step) on the batches
-    ``lightning fit`` trains on: model and data module built by the CLI from ``config``, the
-    loader's first S1 and S2 batches, (t(S2) − t(S1)) / (S2 − S1) like
-    :func:`lightning_seconds_per_step`."""
+def _fit_overrides(config: str, backend: str, device: str) -> list[str]:
+    return ["--config", config, "--trainer.logger=false", "--trainer.callbacks=null",
+            "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=0",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            f"--trainer.accelerator={device.split(':')[0]}", f"--model.init_args.{_backend_key(config)}={backend}"]
+
+
+class _StepClock:
+    """A Lightning callback recording the time at which every training step starts."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.starts.append(time.perf_counter())
+
+
+def _window(starts: list[float], steps: tuple[int, int]) -> float:
+    """Seconds per step between the starts of steps S1 and S2 (0-based)."""
+    return (starts[steps[1]] - starts[steps[0]]) / (steps[1] - steps[0])
+
+
+def lightning_loop_seconds_per_step(config: str, backend: str, steps: tuple[int, int], device: str) -> float:
+    """Seconds per step of Lightning's training loop, in this process: the CLI builds trainer,
+    model and data module from ``config`` (as ``fit`` does, no logger, checkpoints or validation),
+    one ``fit`` runs S2 + 1 steps, and the starts of steps S1 and S2 bound the window, so start-up,
+    data preparation and the first steps stay outside it."""
+    from lightning.pytorch import Callback
+
     from mlcm_torch.cli import cli
 
-    times = []
-    for count in steps:
-        built = cli(["--config", config, "--trainer.logger=false", "--trainer.callbacks=null",
-                     "--trainer.enable_checkpointing=false", f"--model.init_args.{_backend_key(config)}={backend}"],
-                    run=False)
-        network, datamodule = built.model.network.to(device), built.datamodule
-        optimizer = torch.optim.SGD(network.readout.parameters(), lr=network.readout_options.lr)
-        datamodule.setup("fit")
-        start = time.perf_counter()
-        for _, (x, y) in zip(range(count), datamodule.train_dataloader()):
-            x, y = x.to(device), y.to(device)
-            relaxation = network.relax(x, y)
-            network.local_update(relaxation, x, y)
-            if network.readout_options.rule == "cross_entropy":
-                optimizer.zero_grad()
-                features = network.layer_states(relaxation.states, network.num_layers - 1)
-                torch.nn.functional.cross_entropy(network.readout(features), y).backward()
-                optimizer.step()
+    built = cli([*_fit_overrides(config, backend, device), f"--trainer.max_steps={steps[1] + 1}"], run=False)
+    clock = type("StepClock", (_StepClock, Callback), {})()
+    built.trainer.callbacks.append(clock)
+    built.trainer.fit(built.model, datamodule=built.datamodule)
+    sync(device)
+    return _window(clock.starts, steps)
+
+
+def bare_seconds_per_step(config: str, backend: str, steps: tuple[int, int], device: str) -> float:
+    """Seconds per step of the engine alone (relax, local update, readout step) on the batches
+    ``lightning fit`` trains on: model and data module built by the CLI from ``config``, one loop
+    over the loader's first S2 + 1 batches (epoch after epoch), the window between the starts of steps S1 and S2 as in
+    :func:`lightning_loop_seconds_per_step`."""
+    from mlcm_torch.cli import cli
+
+    built = cli(_fit_overrides(config, backend, device), run=False)
+    network, datamodule = built.model.network.to(device), built.datamodule
+    optimizer = torch.optim.SGD(network.readout.parameters(), lr=network.readout_options.lr)
+    datamodule.setup("fit")
+    starts = []
+    batches = (batch for _ in iter(int, 1) for batch in datamodule.train_dataloader())  # epoch after epoch
+    for _, (x, y) in zip(range(steps[1] + 1), batches):
         sync(device)
-        times.append(time.perf_counter() - start)
-    return (times[1] - times[0]) / (steps[1] - steps[0])
+        starts.append(time.perf_counter())
+        x, y = x.to(device), y.to(device)
+        relaxation = network.relax(x, y)
+        network.local_update(relaxation, x, y)
+        if network.readout_options.rule == "cross_entropy":
+            optimizer.zero_grad()
+            features = network.layer_states(relaxation.states, network.num_layers - 1)
+            torch.nn.functional.cross_entropy(network.readout(features), y).backward()
+            optimizer.step()
+    return _window(starts, steps)
 
 
 def sync(device: str) -> None:
@@ -120,7 +159,7 @@ def timed(fn, steps: int, repeats: int, device: str) -> float:
 
 
 def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed: int, backend: str,
-            lightning: tuple[int, int] | None) -> dict:
+            lightning: tuple[int, int] | None, lightning_repeats: int = 3) -> dict:
     model = build(config, device, seed, backend)
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 2, (batch, model.in_features), generator=g).float()
@@ -178,17 +217,21 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
         with open(config) as f:
             loader_batch = yaml.safe_load(f)["data"]["init_args"].get("batch_size", 16)
         seconds = lightning_seconds_per_step(config, backend, lightning, device)
-        bare = bare_seconds_per_step(config, backend, lightning, device)
         record["lightning_fit_batch_size"] = loader_batch
-        if seconds > 0 and bare > 0:
+        if seconds > 0:
             record["lightning_fit_samples_per_s"] = round(loader_batch / seconds, 1)
-            record["bare_real_batches_samples_per_s"] = round(loader_batch / bare, 1)
-            record["lightning_overhead"] = round(seconds / bare - 1, 3)
         else:  # the longer run was not slower than the shorter one: noise larger than S2 − S1 steps
-            record.update(lightning_fit_samples_per_s=None, bare_real_batches_samples_per_s=None,
-                          lightning_overhead=None,
-                          lightning_note=f"unresolved: t(S2) - t(S1) <= 0 (fit {seconds:.3g} s/step, bare "
-                                         f"{bare:.3g} s/step); widen S2 - S1")
+            record.update(lightning_fit_samples_per_s=None,
+                          lightning_note=f"unresolved: t(S2) - t(S1) <= 0 ({seconds:.3g} s/step); widen S2 - S1")
+        # the overhead from one process, interleaved, median of --lightning-repeats windows each
+        loops, bares = [], []
+        for _ in range(lightning_repeats):
+            bares.append(bare_seconds_per_step(config, backend, lightning, device))
+            loops.append(lightning_loop_seconds_per_step(config, backend, lightning, device))
+        loop, bare = statistics.median(loops), statistics.median(bares)
+        record["lightning_loop_samples_per_s"] = round(loader_batch / loop, 1)
+        record["bare_real_batches_samples_per_s"] = round(loader_batch / bare, 1)
+        record["lightning_overhead"] = round(loop / bare - 1, 3)
     return record
 
 
@@ -203,12 +246,14 @@ def main() -> None:
     parser.add_argument("--backend", nargs="+", default=["dense", "event"], choices=["dense", "event", "auto"])
     parser.add_argument("--lightning", type=int, nargs=2, metavar=("S1", "S2"),
                         help="also time `lightning fit` for S1 and S2 steps (the config's batch size)")
+    parser.add_argument("--lightning-repeats", type=int, default=3,
+                        help="interleaved in-process runs of Lightning's loop and of the bare step (median)")
     args = parser.parse_args()
     for config in args.config:
         for batch in args.batch_size:
             for backend in args.backend:
                 record = measure(config, args.device, batch, args.steps, args.repeats, args.seed, backend,
-                                 tuple(args.lightning) if args.lightning else None)
+                                 tuple(args.lightning) if args.lightning else None, args.lightning_repeats)
                 print(json.dumps(record), flush=True)
 
 
