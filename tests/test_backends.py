@@ -380,3 +380,31 @@ def test_phases_carry_fields_under_inference_mode():
         got = net.relax_phases(x, y)
     for name in expected:
         assert torch.equal(expected[name].states, got[name].states), name
+
+
+@pytest.mark.parametrize("encoding", ["pm1", "01"])
+def test_sparse_couplings_use_their_csr_copy_and_decide_like_dense(encoding, monkeypatch):
+    """Inference keeps CSR copies of 97 %-sparse J and runs the dense products on them: the
+    decisions stay those of the dense float64 path; training relaxations build no copy."""
+    from mlcm_torch.functional import events
+
+    net = chain(encoding, j_sparsity=0.97, sparsity_threshold=0.1 if encoding == "01" else 0.0)
+    x, _ = batch(encoding)
+    graph = net.graph()
+    prepared = events.event_couplings(graph, sparse=True)
+    assert all(c is not None and c.layout == torch.sparse_csr for c in prepared.sparse)
+    assert events.event_couplings(chain(encoding).graph(), sparse=True).sparse == (None, None, None)
+    used = []
+    real = events._dense_product
+    monkeypatch.setattr(events, "_dense_product", lambda d, r, s: used.append(s is not None) or real(d, r, s))
+    net64 = copy.deepcopy(net).double()
+    graph64, start = net64.graph(), net.initial_states(x)
+    dense = relax(graph64, start.double(), prepare_phase(graph64, x.double(), None, False), 40)
+    event = relax(graph, start, prepare_phase(graph, x, None, False), 40, backend="event", prepared=prepared)
+    assert any(used) and dense.converged.any()
+    assert torch.equal(dense.states.float(), event.states)
+    assert torch.equal(dense.sweeps, event.sweeps) and torch.equal(dense.converged, event.converged)
+    event_net = _with_backend(net, "event")
+    assert event_net._event_couplings(graph, training=True).sparse == (None, None, None)
+    assert event_net._event_couplings(graph).sparse[0] is not None
+    assert torch.equal(event_net.relax(x).states, net64.relax(x.double()).states.float())

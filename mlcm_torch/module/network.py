@@ -220,21 +220,23 @@ class Network(Configurable, nn.Module):
             return "dense"
         return "event"
 
-    def _event_couplings(self, graph: Graph) -> EventCouplings:
+    def _event_couplings(self, graph: Graph, training: bool = False) -> EventCouplings:
         """What the event backend precomputes of the couplings, rebuilt only when a coupling
-        changed (tensor version counters), so inference reuses it across batches."""
-        key = tuple((id(t), t._version) for t in (*(spec.J for spec in graph.layers),
-                                                   *(c.W for c in graph.couplings)) if t is not None)
+        changed (tensor version counters), so inference reuses it across batches; for inference
+        also the CSR copies of sparse recurrent couplings (not worth their cost when the
+        couplings change every step)."""
+        key = (not training, *((id(t), t._version) for t in (*(spec.J for spec in graph.layers),
+                                                             *(c.W for c in graph.couplings)) if t is not None))
         cached = self.__dict__.get("_event_cache")
         if cached is None or cached[0] != key:
-            cached = (key, event_couplings(graph))
+            cached = (key, event_couplings(graph, sparse=not training))
             self.__dict__["_event_cache"] = cached
         return cached[1]
 
     def _run(self, graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, training: bool = False,
              carry: Carry | None = None) -> Relaxation:
         backend = self.sweep_backend(states.device, training)
-        prepared = self._event_couplings(graph) if backend == "event" else None
+        prepared = self._event_couplings(graph, training) if backend == "event" else None
         check_every = 1 if states.device.type == "cpu" else CUDA_CHECK_EVERY
         return relax(graph, states, phase, max_sweeps, self._dynamics.schedule, self.generator,
                      backend=backend, prepared=prepared, check_every=check_every, carry=carry)
