@@ -117,3 +117,16 @@ def test_bad_tolerance():
     net = network_from_couplings(torch.zeros(2, 2), 0.0)
     with pytest.raises(ValueError, match="tol must be a positive number"):
         critical_self_coupling(net, all_states(2), tol=0.0)
+
+
+def test_row_bound_sums_in_row_chunks(monkeypatch):
+    """The chunked row sums equal the whole-matrix ones (chunks of 3 rows forced here)."""
+    import mlcm_torch.physics.critical as critical
+    from mlcm_torch.physics import random_network
+
+    for storage in ("int8", "float64"):
+        net = random_network(10, 0.5, n_networks=3, storage=storage, generator=torch.Generator().manual_seed(4))
+        whole = torch.stack([net.couplings[m].abs().sum(-1, dtype=torch.float64).max() for m in range(3)]) / net.unit
+        monkeypatch.setattr(critical, "_CHUNK_BYTES", 8 * 10 * 3)
+        assert torch.equal(critical.row_bound(net), whole)
+        monkeypatch.undo()

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from mlcm_torch.physics.dynamics import run_dynamics
 from mlcm_torch.physics.networks import (
+    _CHUNK_BYTES,
     Network,
     available_memory_bytes,
     check_sizes,
@@ -38,10 +39,17 @@ class CriticalEstimate(NamedTuple):
 
 
 def row_bound(network: Network) -> torch.Tensor:
-    """max_i Σ_j |J_ij| per network (M,): above it every state is a fixed point."""
-    sums = torch.stack([network.couplings[m].abs().sum(-1, dtype=torch.float64).max()
-                        for m in range(network.n_networks)])
-    return sums.cpu() / network.unit
+    """max_i Σ_j |J_ij| per network (M,): above it every state is a fixed point. Summed in row
+    chunks of at most ``_CHUNK_BYTES`` bytes of float64, so that no copy of a whole coupling matrix
+    is made (at N = 100,000 a float64 copy would take 75 GiB)."""
+    n = network.n
+    rows = max(1, _CHUNK_BYTES // (8 * n))
+    sums = []
+    for m in range(network.n_networks):
+        J = network.couplings[m]
+        sums.append(torch.stack([J[r:r + rows].abs().sum(-1, dtype=torch.float64).max()
+                                 for r in range(0, n, rows)]).max())
+    return torch.stack(sums).cpu() / network.unit
 
 
 def all_converge(
