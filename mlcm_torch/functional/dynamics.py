@@ -39,7 +39,7 @@ from mlcm_torch.functional.events import constants as event_constants
 from mlcm_torch.functional.fields import fields, is_fixed_point, layer_activate, layer_fields
 from mlcm_torch.functional.graph import Graph, Layer, Phase
 from mlcm_torch.functional import kernel
-from mlcm_torch.functional.packed import sign_async
+from mlcm_torch.functional.packed import network_batches, sign_async
 
 NewState = Callable[[int, Tensor, Tensor], Tensor]
 """``new_state(k, s_i, h_i)``: the new state of the k-th neuron of an order, from its current
@@ -203,13 +203,10 @@ def _block_kernel(spec: Layer, h: Tensor, columns: Tensor | None, current: Tenso
     lib = kernel.library()
     if lib is None or columns is None or h.device.type != "cpu" or h.dtype not in (torch.float32, torch.float64):
         return False
-    block = h.shape[-1]
-    if columns.dim() == 3:
-        nets, batch = 1, h.numel() // block
-    elif columns.dim() == 4 and h.dim() == 3 and h.shape[0] == columns.shape[0]:
-        nets, batch = h.shape[0], h.shape[1]
-    else:
+    shape = network_batches(columns, 3, h)
+    if shape is None:
         return False
+    (nets, batch), block = shape, h.shape[-1]
     values = h.contiguous()
     cols = columns.squeeze(-2).to(h.dtype).contiguous()
     thresholds = theta.to(h.dtype).expand(h.shape[:-1]).contiguous()

@@ -42,6 +42,18 @@ def _version(J: Tensor) -> int | None:
         return None
 
 
+def network_batches(matrix: Tensor, matrix_dims: int, values: Tensor) -> tuple[int, int] | None:
+    """(networks, samples per network) of ``values`` (*batch, width) for a ``matrix`` whose last
+    ``matrix_dims`` dimensions are one network's and which may batch networks in one leading
+    dimension (then ``values`` must be (M, B, width)); None where they do not match."""
+    extra = matrix.dim() - matrix_dims
+    if extra == 0:
+        return 1, values.numel() // values.shape[-1]
+    if extra == 1 and values.dim() == 3 and values.shape[0] == matrix.shape[0]:
+        return matrix.shape[0], values.shape[1]
+    return None
+
+
 def packed_couplings(J: Tensor) -> Tensor | None:
     """The bits of int8 signs ``J`` (*nets, n, n) as int64 words (*nets, n, words), or None when
     an entry is not ±1 off the diagonal or not 0 on it (or the kernel is unavailable)."""
@@ -67,14 +79,10 @@ def sign_sum(J: Tensor, s: Tensor, neurons: slice | Tensor = slice(None)) -> Ten
     (M, B, n)) and float32 ±1 states ``s`` (*batch, n), as exact integers in float32 of shape
     (*batch, len(neurons)); None where the packed path does not apply (see the module)."""
     n = J.shape[-1]
-    if s.dtype != torch.float32 or s.device.type != "cpu" or s.shape[-1] != n:
+    shape = network_batches(J, 2, s)
+    if s.dtype != torch.float32 or s.device.type != "cpu" or s.shape[-1] != n or shape is None:
         return None
-    if J.dim() == 2:
-        nets, batch = 1, s.numel() // n
-    elif J.dim() == 3 and s.dim() == 3 and s.shape[0] == J.shape[0]:
-        nets, batch = J.shape[0], s.shape[1]
-    else:
-        return None
+    nets, batch = shape
     bits = packed_couplings(J)
     if bits is None:
         return None
@@ -102,14 +110,10 @@ def sign_async(J: Tensor, states: Tensor, order: Tensor, theta: Tensor, keep: bo
     self-coupling threshold in coupling units). False, with ``states`` untouched, where the
     packed path does not apply (then the caller runs its own loop)."""
     n = J.shape[-1]
-    if states.dtype != torch.float32 or states.device.type != "cpu" or not states.is_contiguous():
+    shape = network_batches(J, 2, states)
+    if states.dtype != torch.float32 or states.device.type != "cpu" or not states.is_contiguous() or shape is None:
         return False
-    if J.dim() == 2:
-        nets, batch = 1, states.numel() // n
-    elif J.dim() == 3 and states.dim() == 3 and states.shape[0] == J.shape[0]:
-        nets, batch = J.shape[0], states.shape[1]
-    else:
-        return False
+    nets, batch = shape
     index = order.to(device="cpu", dtype=torch.int64).contiguous()
     if index.numel() and not (0 <= int(index.min()) and int(index.max()) < n):
         return False
