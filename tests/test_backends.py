@@ -408,3 +408,89 @@ def test_sparse_couplings_use_their_csr_copy_and_decide_like_dense(encoding, mon
     assert event_net._event_couplings(graph, training=True).sparse == (None, None, None)
     assert event_net._event_couplings(graph).sparse[0] is not None
     assert torch.equal(event_net.relax(x).states, net64.relax(x.double()).states.float())
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_carried_row_l1_bound_holds_across_updates(masked):
+    """The row L1 bound carried across 200 one-GEMM updates (decay, zeroed diagonal, a mask)
+    stays above the exact float64 sums of the float32 matrix; without a mask within a small
+    factor (the bound counts masked-out entries, so a masked matrix's bound is refreshed sooner)."""
+    from mlcm_torch.functional.events import _row_l1, row_l1_after_update
+    from mlcm_torch.functional.plasticity import Outer, apply_update
+
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(300, 300, generator=g) / 300**0.5
+    mask = (torch.rand(300, 300, generator=g) < 0.3).float() if masked else None
+    if mask is not None:
+        W *= mask
+    bound = _row_l1(W)
+    for _ in range(200):
+        pre = torch.randint(0, 2, (16, 300), generator=g).float() * 2 - 1
+        post = pre * (torch.rand(16, 300, generator=g) < 0.3)
+        delta = Outer(post, pre, zero_diagonal=True)
+        apply_update(W, delta, 0.01, 0.05, 0.1, mask)
+        bound = row_l1_after_update(bound, post, pre, 0.01, 1.0 - 0.05 * 0.1)
+        exact = W.double().abs().sum(dim=-1)
+        assert (bound >= exact).all()
+    if not masked:
+        assert (bound <= 60 * exact).all()
+
+
+def test_training_carries_row_l1_bounds_with_the_decisions_of_fresh_passes(monkeypatch):
+    """Float32 event training whose error bounds are carried across local updates takes the
+    decisions of the same training with one fresh L1 pass per step (identical couplings after
+    40 steps), with fewer passes; a change outside the local update (a checkpoint load) is seen."""
+    from mlcm_torch.module import bounds as bounds_module
+
+    carried, fresh = chain(backend="event"), chain(backend="event")
+    passes = []
+    real = bounds_module._row_l1
+    monkeypatch.setattr(bounds_module, "_row_l1", lambda W: passes.append(id(W)) or real(W))
+    for step in range(40):
+        x, y = batch(seed=step, b=8)
+        carried.local_update(carried.relax(x, y), x, y)
+        with monkeypatch.context() as m:
+            m.setattr(bounds_module.RowL1Bounds, "kept", lambda self, W: False)
+            fresh.local_update(fresh.relax(x, y), x, y)
+    mine = [id(t) for t in carried.buffers()]
+    assert sum(p in mine for p in passes) < 0.5 * sum(p not in mine for p in passes)
+    for (name, a), (_, b) in zip(carried.state_dict().items(), fresh.state_dict().items()):
+        if torch.is_tensor(a):
+            assert torch.equal(a, b), name
+    store = carried._row_l1_bounds()
+    J = carried.layers[0].J
+    store(J)
+    assert store.kept(J)
+    carried.load_state_dict(fresh.state_dict())  # copies in place: a new version
+    assert not store.kept(J)
+    assert copy.deepcopy(carried)._row_l1_bounds()._entries == {}
+
+
+def test_local_update_reuses_the_relaxation_input_drive(monkeypatch):
+    """After relax(x, y) the local update on the same x takes the relaxation's input drives
+    (no second x Wᵀ product) and gives the couplings of a recomputation; on another x it
+    recomputes."""
+    from mlcm_torch.functional import plasticity
+
+    calls = []
+    real = plasticity.source_drive
+    monkeypatch.setattr(plasticity, "source_drive", lambda *a: calls.append(1) or real(*a))
+    reused, recomputed, other = chain(), chain(), chain()
+    x, y = batch(b=8)
+    x2, _ = batch(b=8, seed=9)
+    reused.local_update(reused.relax(x, y), x, y)
+    assert calls == []
+    relaxation = recomputed.relax(x, y)
+    recomputed.__dict__["_drive_cache"] = None
+    recomputed.local_update(relaxation, x, y)
+    assert len(calls) == 1
+    for (name, a), (_, b) in zip(reused.state_dict().items(), recomputed.state_dict().items()):
+        if torch.is_tensor(a):
+            assert torch.equal(a, b), name
+    relaxation = other.relax(x, y)
+    other.relax(x2, y)
+    other.local_update(relaxation, x, y)
+    assert len(calls) == 2
+    for (name, a), (_, b) in zip(reused.state_dict().items(), other.state_dict().items()):
+        if torch.is_tensor(a):
+            assert torch.equal(a, b), name

@@ -36,7 +36,7 @@ from __future__ import annotations
 import ctypes
 import math
 import warnings
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +106,21 @@ def _row_l1(W: Tensor) -> Tensor:
     return W.abs().sum(dim=-1).to(_F64) * (1 + 2 * _gamma(n + 1, W.dtype))
 
 
+def row_l1_after_update(bound: Tensor, post: Tensor, pre: Tensor, scale: float, beta: float) -> Tensor:
+    """An upper bound on Σ_j |W'_ij| (float64) for the float32 update W' = β W + scale · postᵀ pre
+    (one ``addmm_``, :func:`~mlcm_torch.functional.plasticity.apply_update`; a mask or a zeroed
+    diagonal after it only lowers the sums), from ``bound`` ≥ Σ_j |W_ij|, without a pass over W:
+
+        Σ_j |W'_ij| ≤ (1 + 2γ_(B+4)) (|β| bound_i + |scale| Σ_b |post_bi| Σ_j |pre_bj|),
+
+    since each entry of W' is a sum of B + 1 products computed in float32 in some order, whose
+    rounding γ_(B+2) bounds (Higham, Accuracy and Stability, §3.1); the margin to 2γ_(B+4) covers the
+    float64 evaluation of this bound. ``post`` (B, N_post), ``pre`` (B, N_pre)."""
+    gamma = _gamma(post.shape[0] + 4, torch.float32)
+    added = post.abs().to(_F64).transpose(0, 1) @ pre.abs().to(_F64).sum(dim=1)
+    return (abs(beta) * bound + abs(scale) * added.to(bound.device)) * (1 + 2 * gamma)
+
+
 def _presynaptic_rows(W: Tensor) -> Tensor:
     """Wᵀ contiguous: a view of presynaptic-major storage, a copy otherwise."""
     rows = W.transpose(-1, -2)
@@ -121,10 +136,12 @@ def _sparse_copy(J: Tensor | None) -> Tensor | None:
     return _csr(J)
 
 
-def event_couplings(graph: Graph, sparse: bool = False) -> EventCouplings:
-    """The :class:`EventCouplings` of ``graph`` (one L1 pass over each matrix); ``sparse``: also
-    the CSR copies of sparse recurrent couplings (``EventCouplings.sparse``)."""
-    coupling_l1 = tuple(_row_l1(c.W) if c.W is not None else None for c in graph.couplings)
+def event_couplings(graph: Graph, sparse: bool = False, row_l1: Callable[[Tensor], Tensor] = _row_l1) -> EventCouplings:
+    """The :class:`EventCouplings` of ``graph``; ``sparse``: also the CSR copies of sparse
+    recurrent couplings (``EventCouplings.sparse``). ``row_l1`` gives an upper bound on the row
+    L1 norms of a matrix (float64): by default one pass over it (:func:`_row_l1`); a network
+    passes its bounds carried across local updates (:func:`row_l1_after_update`)."""
+    coupling_l1 = tuple(row_l1(c.W) if c.W is not None else None for c in graph.couplings)
     rows, scale, reach = [], [], []
     for layer, spec in enumerate(graph.layers):
         if spec.J is None:
@@ -133,7 +150,7 @@ def event_couplings(graph: Graph, sparse: bool = False) -> EventCouplings:
             total = torch.zeros(spec.size, dtype=_F64)
         else:
             rows.append(_presynaptic_rows(spec.J) if spec.J.dtype != torch.int8 else None)
-            scale.append(_row_l1(spec.J) / spec.unit)
+            scale.append(row_l1(spec.J) / spec.unit)
             total = scale[-1].clone()
         for k, coupling in graph.incoming(layer, True):
             if isinstance(coupling.pre, str):

@@ -42,22 +42,26 @@ class PerceptronDeltas(NamedTuple):
     unstable: tuple[Tensor, ...]
 
 
-def margins(graph: Graph, states: Tensor, x: Tensor) -> list[Tensor]:
+def margins(graph: Graph, states: Tensor, x: Tensor, drives: Sequence[Tensor | None] | None = None) -> list[Tensor]:
     """Perceptron margins m^l (B, N_l) of every layer at ±1 ``states`` (B, total), input ``x``.
 
     Neuron i of layer l is a perceptron whose inputs are its layer (j ≠ i) and the couplings
     marked ``margin`` (the input and earlier layers): m = s_i (Σ_(j≠i) J_ij s_j + Σ_c (c)_i).
     Never the self-coupling J_D, the rightward couplings or the label (thesis eq. 6.3).
+    ``drives[k]``: the input drive ``source_drive(coupling k, x)`` already computed (e.g. by the
+    relaxation, :func:`~mlcm_torch.functional.fields.prepare_phase`, for this x and these
+    couplings), used as it is; None computes it.
     """
     out = []
     for layer, spec in enumerate(graph.layers):
         s = states[..., graph.slice(layer)]
         h = coupling_sum(spec, s)
-        for coupling in graph.couplings:
+        for k, coupling in enumerate(graph.couplings):
             if coupling.post != layer or not coupling.margin or coupling.strength == 0:
                 continue
             if coupling.pre == "input":
-                h = h + source_drive(coupling, x, spec.size)
+                known = drives[k] if drives is not None else None
+                h = h + (known if known is not None else source_drive(coupling, x, spec.size))
                 continue
             pre = states[..., graph.slice(coupling.pre)]
             if coupling.W is not None:
@@ -75,14 +79,15 @@ def perceptron_rule(
     robustness: Sequence[float],
     learnable_layers: Sequence[bool],
     learnable_couplings: Sequence[bool],
+    drives: Sequence[Tensor | None] | None = None,
 ) -> PerceptronDeltas:
     """Thesis eq. 6.3 / Alg. 3 for every learnable tensor, summed over the batch.
 
-    Where m^l_bi ≤ ρ_l (:func:`margins`): ΔJ^l_ij = Σ_b s_bi s_bj (diagonal zero), and for a
-    learnable coupling into layer l from ``pre`` (a layer or the input x):
+    Where m^l_bi ≤ ρ_l (:func:`margins`; ``drives`` as there): ΔJ^l_ij = Σ_b s_bi s_bj (diagonal
+    zero), and for a learnable coupling into layer l from ``pre`` (a layer or the input x):
     ΔW_ij = Σ_b s_bi pre_bj — each tensor learns by the rule of its postsynaptic neurons.
     """
-    unstable = [m <= rho for m, rho in zip(margins(graph, states, x), robustness)]
+    unstable = [m <= rho for m, rho in zip(margins(graph, states, x, drives), robustness)]
     post = [states[..., graph.slice(layer)] * mask for layer, mask in enumerate(unstable)]
     layer_deltas = tuple(
         Outer(post[layer], states[..., graph.slice(layer)], zero_diagonal=True) if learnable else None

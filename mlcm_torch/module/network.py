@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import replace
 from typing import Callable, Optional, Sequence
 
@@ -18,6 +19,7 @@ from mlcm_torch.functional.fields import activate, fields, prepare_phase, source
 from mlcm_torch.functional.graph import Encoding, Graph, Phase
 from mlcm_torch.functional.plasticity import apply_update, perceptron_rule, readout_perceptron_rule
 from mlcm_torch.module import checks
+from mlcm_torch.module.bounds import RowL1Bounds
 from mlcm_torch.module.config import Configurable
 from mlcm_torch.module.couplings import Coupling, InputCoupling
 from mlcm_torch.module.layers import RecurrentLayer
@@ -220,6 +222,14 @@ class Network(Configurable, nn.Module):
             return "dense"
         return "event"
 
+    def _row_l1_bounds(self) -> RowL1Bounds:
+        """The row L1 bounds of the couplings, carried across local updates (made on first use,
+        not saved: a copy of the network starts with none)."""
+        bounds = self.__dict__.get("_row_l1_bound_cache")
+        if bounds is None:
+            bounds = self.__dict__["_row_l1_bound_cache"] = RowL1Bounds()
+        return bounds
+
     def _event_couplings(self, graph: Graph, training: bool = False) -> EventCouplings:
         """What the event backend precomputes of the couplings, rebuilt only when a coupling
         changed (tensor version counters), so inference reuses it across batches; for inference
@@ -229,7 +239,7 @@ class Network(Configurable, nn.Module):
                                                              *(c.W for c in graph.couplings)) if t is not None))
         cached = self.__dict__.get("_event_cache")
         if cached is None or cached[0] != key:
-            cached = (key, event_couplings(graph, sparse=not training))
+            cached = (key, event_couplings(graph, sparse=not training, row_l1=self._row_l1_bounds()))
             self.__dict__["_event_cache"] = cached
         return cached[1]
 
@@ -241,6 +251,20 @@ class Network(Configurable, nn.Module):
         return relax(graph, states, phase, max_sweeps, self._dynamics.schedule, self.generator,
                      backend=backend, prepared=prepared, check_every=check_every, carry=carry)
 
+    @staticmethod
+    def _input_key(graph: Graph) -> tuple:
+        return tuple((id(c.W), c.W._version if c.W is not None else None, c.strength)
+                     for c in graph.couplings if c.pre == "input")
+
+    def _kept_drives(self, graph: Graph, x: Tensor) -> tuple[Tensor | None, ...] | None:
+        """The source drives of the last relaxation's phases when it ran on this very ``x``
+        (the same tensor, unchanged) with the same input couplings, else None: the local update
+        after a relaxation reuses its input drives instead of recomputing the same product."""
+        kept = self.__dict__.get("_drive_cache")
+        if kept is None or kept[0]() is not x or kept[1] != x._version or kept[2] != self._input_key(graph):
+            return None
+        return kept[3]
+
     @torch.no_grad()
     def relax_phases(self, x: Tensor, y: Tensor | None = None) -> dict[str, Relaxation]:
         """Every phase :meth:`relax` runs, in order, as flat-state relaxations: ``free`` alone
@@ -251,6 +275,8 @@ class Network(Configurable, nn.Module):
         graph, dynamics = self.graph(), self._dynamics
         states = self.initial_states(x)
         free = prepare_phase(graph, x, None, False)
+        self.__dict__["_drive_cache"] = None if x.is_inference() else (
+            weakref.ref(x), x._version, self._input_key(graph), free.drives)  # inference tensors have no version
         if y is None:
             return {"free": self._run(graph, states, free, dynamics.inference_budget)}
         clamped = prepare_phase(graph, x, y, True, like=free)
@@ -308,16 +334,22 @@ class Network(Configurable, nn.Module):
         checks.relaxed_states(relaxation.states, batch, self.state_shape)
         flat = relaxation.states.reshape(batch, -1)
         states, x_pm = self._pm1(flat), self._pm1(x.to(flat.dtype))
+        graph = self.graph()
         rule = perceptron_rule(
-            self.graph(), states, x_pm, [layer.robustness for layer in self.layers],
+            graph, states, x_pm, [layer.robustness for layer in self.layers],
             [layer.lr > 0 for layer in self.layers], [c.lr > 0 for c in self.couplings],
+            self._kept_drives(graph, x_pm),
         )
+        bounds = self._row_l1_bounds()
         for module, delta in (*zip(self.layers, rule.layers), *zip(self.couplings, rule.couplings)):
             if delta is None:
                 continue
             weight = module.J if isinstance(module, RecurrentLayer) else module.W
             scale, decay_lr = self._scale(module.lr * lr_scale, module.fan_in, batch)
+            carried, version = reduce is None and bounds.kept(weight), weight._version
             apply_update(weight, delta, scale, decay_lr, module.weight_decay, module.mask, reduce)
+            if carried:
+                bounds.advance(weight, version, delta.post, delta.pre, scale, 1.0 - decay_lr * module.weight_decay)
         stats = {"unstable_fraction": torch.stack([u.float().mean() for u in rule.unstable])}
         options = self._readout_options
         if options.rule == "perceptron":
