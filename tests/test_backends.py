@@ -494,3 +494,21 @@ def test_local_update_reuses_the_relaxation_input_drive(monkeypatch):
     for (name, a), (_, b) in zip(reused.state_dict().items(), other.state_dict().items()):
         if torch.is_tensor(a):
             assert torch.equal(a, b), name
+
+
+def _steering(backend, **kw):
+    return chain(backend=backend, protocol="steering", **kw)
+
+
+def test_steering_training_equals_dense_float64():
+    """Float64 networks trained 30 steps with the steering protocol (three phases, fields carried
+    from phase to phase) end with identical couplings on the dense and the event backend."""
+    dense, event = _steering("dense").double(), _steering("event").double()
+    for step in range(30):
+        x, y = batch(seed=step, b=8)
+        x = x.double()
+        for net in (dense, event):
+            net.local_update(net.relax(x, y), x, y)
+    for (name, a), (_, b) in zip(dense.state_dict().items(), event.state_dict().items()):
+        if torch.is_tensor(a):
+            assert torch.equal(a, b), name

@@ -197,3 +197,31 @@ def test_module_entry_point_lists_the_subcommands():
     for command in ("fit", "validate", "test", "predict"):
         assert command in out
     assert "Multi-Layer Chain Models" in out and "lightning_configs/" in out and "Examples:" in out
+
+
+@pytest.mark.parametrize("micro", [None, 8])
+def test_epoch_statistics_count_every_training_sample(tmp_path, micro):
+    """The epoch's accuracy and its count of relaxations stopped at max_sweeps (the warning) are
+    those of the samples trained on, summed on the device per micro-batch: a replay of the same
+    steps outside Lightning gives the same numbers."""
+    import copy
+    import warnings
+
+    model = MLCMClassifier(MLCM(**{**SMALL, "max_sweeps": 2, "readout": "perceptron"}), micro_batch_size=micro)
+    replay = copy.deepcopy(model.network)
+    data = synthetic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(model, datamodule=data)
+    missed, correct, seen = 0, 0.0, 0
+    for x, y in data.train_dataloader():
+        for xs, ys in zip(x.split(micro or 16), y.split(micro or 16)):
+            relaxation = replay.relax(xs, ys)
+            features = replay.layer_states(relaxation.states, replay.num_layers - 1)
+            correct += float((replay.readout(features).argmax(-1) == ys).sum())
+            replay.local_update(relaxation, xs, ys)
+            missed += int((~relaxation.converged).sum())
+            seen += ys.shape[0]
+    assert missed > 0
+    assert any(f"{missed} of {seen} training samples" in str(w.message) for w in caught)
+    assert model.train_epoch_accuracy == pytest.approx(correct / seen)

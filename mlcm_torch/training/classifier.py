@@ -98,10 +98,10 @@ class MLCMClassifier(ClassifierModule):
         self.hparams["network"] = network.config()
         self.automatic_optimization = False
         self.network = network
-        self.register_buffer("_epoch_not_converged", torch.zeros(2), persistent=False)
         statistics = 4 + 2 * network.num_layers + 1
-        self.register_buffer("_train_sums", torch.zeros(statistics + 1), persistent=False)
-        self.register_buffer("_epoch_sums", torch.zeros(3), persistent=False)
+        # the per-step statistics (× batch) and the sample count, summed since the last logging
+        # step (row 0) and over the epoch (row 1): one in-place add per micro-batch
+        self.register_buffer("_sums", torch.zeros(2, statistics + 1), persistent=False)
 
     def configure_optimizers(self):
         """The readout optimizer; with a ``readout_scheduler`` other than ``constant``, also a
@@ -166,24 +166,17 @@ class MLCMClassifier(ClassifierModule):
         if every and (self.global_step + 1) % every == 0:
             self._check_finite(self.global_step + 1)
         optimizer = self.optimizers()
-        optimizer.zero_grad()
         loss = self.loss(logits, y)
         if not perceptron_readout:
+            optimizer.zero_grad()
             self.manual_backward(loss)
-        optimizer.step()
-        batch = y.shape[0]
+        optimizer.step()  # the perceptron readout has no gradients: this only counts the step
         values = [loss.detach(), self.correct(logits.detach(), y).mean(), relaxation.sweeps.float().mean(),
                   relaxation.not_converged_fraction(),
                   *relaxation.activity(self.network.state_encoding, self.network.sizes),
-                  *stats["unstable_fraction"], stats.get("readout_unstable_fraction", loss.new_zeros(()))]
-        step = torch.stack(values) * batch
-        self._train_sums[:-1] += step
-        self._train_sums[-1] += batch
-        self._epoch_sums[:-1] += step[:2]
-        self._epoch_sums[-1] += batch
-        self._epoch_not_converged += torch.stack(
-            [(~relaxation.converged).sum(), torch.tensor(batch, device=y.device)]
-        )
+                  *stats["unstable_fraction"], stats.get("readout_unstable_fraction", loss.new_zeros(())),
+                  loss.new_ones(())]
+        self._sums += torch.stack(values) * y.shape[0]
         every = self.hparams.histogram_every_n_steps
         if every and self.global_step % every == 0:
             self._log_histograms(relaxation, x, y)
@@ -200,15 +193,15 @@ class MLCMClassifier(ClassifierModule):
 
     def _flush_train_logs(self) -> None:
         """Log the means of the statistics summed since the last logging step, at once."""
-        count = self._train_sums[-1]
+        count = self._sums[0, -1]
         if not bool(count > 0):
             return
-        means = self._train_sums[:-1] / count
+        means = self._sums[0, :-1] / count
         names = self._train_names()
         self.log_dict(dict(zip(names, means[: len(names)])), on_step=True, on_epoch=False)
         self.log_dict({"loss": means[0], "acc": means[1]}, on_step=True, on_epoch=False, prog_bar=True,
                       logger=False)
-        self._train_sums.zero_()
+        self._sums[0].zero_()
 
     def _reduce(self):
         """Mean across processes for data parallelism; nothing to do on one process."""
@@ -227,25 +220,23 @@ class MLCMClassifier(ClassifierModule):
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
             while scheduler is not None and scheduler.last_epoch < self.current_epoch:
                 scheduler.step()  # once per epoch; after a resume, up to the restored epoch
-        self._epoch_not_converged.zero_()
-        self._epoch_sums.zero_()
-        self._train_sums.zero_()
+        self._sums.zero_()
 
     @property
     def train_epoch_accuracy(self) -> Optional[float]:
         """The running training accuracy of the current epoch (what ``train/acc_epoch`` logs at its
         end, readable before that, e.g. from a callback's ``on_train_epoch_end``); None before its
         first batch."""
-        count = float(self._epoch_sums[-1])
-        return float(self._epoch_sums[1]) / count if count else None
+        count = float(self._sums[1, -1])
+        return float(self._sums[1, 1]) / count if count else None
 
     def on_train_epoch_end(self) -> None:
-        count = self._epoch_sums[-1]
+        count = self._sums[1, -1]
         if bool(count > 0):
-            loss, acc = (self._epoch_sums[:-1] / count).unbind()
+            loss, acc = (self._sums[1, :2] / count).unbind()
             self.log_dict({"train/loss_epoch": loss, "train/acc_epoch": acc}, on_step=False, on_epoch=True,
                           sync_dist=True)
-        missed, seen = self._epoch_not_converged.tolist()
+        missed, seen = round(float(self._sums[1, 3])), round(float(count))
         if missed:
             rank_zero_warn(
                 f"epoch {self.current_epoch}: {int(missed)} of {int(seen)} training samples "
