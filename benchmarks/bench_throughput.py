@@ -51,13 +51,23 @@ def build(config: str, device: str, seed: int, backend: str) -> Network:
     return model
 
 
+def _batches(config: str) -> tuple[int, int]:
+    """(the loader's batch size, readout steps per loader batch: its micro-batches)."""
+    with open(config) as f:
+        init = yaml.safe_load(f)
+    loader = init["data"]["init_args"].get("batch_size", 16)
+    micro = init["model"]["init_args"].get("micro_batch_size") or loader
+    return loader, -(-loader // micro)
+
+
 def lightning_seconds_per_step(config: str, backend: str, steps: tuple[int, int], device: str) -> float:
-    """Seconds per step of the real CLI loop, from two runs of different lengths."""
+    """Seconds per loader step of the real CLI loop, from two runs of different lengths."""
     key = _backend_key(config)
+    per_step = _batches(config)[1]  # max_steps counts readout steps, one per micro-batch
     times = []
     for count in steps:
         command = [
-            sys.executable, "-m", "mlcm_torch", "fit", "--config", config, f"--trainer.max_steps={count}",
+            sys.executable, "-m", "mlcm_torch", "fit", "--config", config, f"--trainer.max_steps={count * per_step}",
             "--trainer.logger=false", "--trainer.enable_checkpointing=false", "--trainer.callbacks=null",
             "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
             "--trainer.enable_model_summary=false", f"--trainer.accelerator={device.split(':')[0]}",
@@ -104,7 +114,9 @@ def lightning_loop_seconds_per_step(config: str, backend: str, steps: tuple[int,
 
     from mlcm_torch.cli import cli
 
-    built = cli([*_fit_overrides(config, backend, device), f"--trainer.max_steps={steps[1] + 1}"], run=False)
+    per_step = _batches(config)[1]
+    built = cli([*_fit_overrides(config, backend, device), f"--trainer.max_steps={(steps[1] + 1) * per_step}"],
+                run=False)
     clock = type("StepClock", (_StepClock, Callback), {})()
     built.trainer.callbacks.append(clock)
     built.trainer.fit(built.model, datamodule=built.datamodule)
@@ -115,12 +127,14 @@ def lightning_loop_seconds_per_step(config: str, backend: str, steps: tuple[int,
 def bare_seconds_per_step(config: str, backend: str, steps: tuple[int, int], device: str) -> float:
     """Seconds per step of the engine alone (relax, local update, readout step) on the batches
     ``lightning fit`` trains on: model and data module built by the CLI from ``config``, one loop
-    over the loader's first S2 + 1 batches (epoch after epoch), the window between the starts of steps S1 and S2 as in
+    over the loader's first S2 + 1 batches (epoch after epoch), each in the micro-batches the model's
+    ``micro_batch_size`` makes, the window between the starts of steps S1 and S2 as in
     :func:`lightning_loop_seconds_per_step`."""
     from mlcm_torch.cli import cli
 
     built = cli(_fit_overrides(config, backend, device), run=False)
     network, datamodule = built.model.network.to(device), built.datamodule
+    micro = built.model.hparams.micro_batch_size
     optimizer = torch.optim.SGD(network.readout.parameters(), lr=network.readout_options.lr)
     datamodule.setup("fit")
     starts = []
@@ -128,14 +142,14 @@ def bare_seconds_per_step(config: str, backend: str, steps: tuple[int, int], dev
     for _, (x, y) in zip(range(steps[1] + 1), batches):
         sync(device)
         starts.append(time.perf_counter())
-        x, y = x.to(device), y.to(device)
-        relaxation = network.relax(x, y)
-        network.local_update(relaxation, x, y)
-        if network.readout_options.rule == "cross_entropy":
-            optimizer.zero_grad()
-            features = network.layer_states(relaxation.states, network.num_layers - 1)
-            torch.nn.functional.cross_entropy(network.readout(features), y).backward()
-            optimizer.step()
+        for x_micro, y_micro in zip(x.to(device).split(micro or len(x)), y.to(device).split(micro or len(y))):
+            relaxation = network.relax(x_micro, y_micro)
+            network.local_update(relaxation, x_micro, y_micro)
+            if network.readout_options.rule == "cross_entropy":
+                optimizer.zero_grad()
+                features = network.layer_states(relaxation.states, network.num_layers - 1)
+                torch.nn.functional.cross_entropy(network.readout(features), y_micro).backward()
+                optimizer.step()
     return _window(starts, steps)
 
 
@@ -214,10 +228,10 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
         "torch": torch.__version__,
     }
     if lightning is not None:
-        with open(config) as f:
-            loader_batch = yaml.safe_load(f)["data"]["init_args"].get("batch_size", 16)
+        loader_batch = _batches(config)[0]
         seconds = lightning_seconds_per_step(config, backend, lightning, device)
         record["lightning_fit_batch_size"] = loader_batch
+        record["micro_batches_per_step"] = _batches(config)[1]
         if seconds > 0:
             record["lightning_fit_samples_per_s"] = round(loader_batch / seconds, 1)
         else:  # the longer run was not slower than the shorter one: noise larger than S2 − S1 steps

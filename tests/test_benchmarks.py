@@ -7,17 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_config(tmp_path: Path, trainer: str, data: str) -> Path:
-    """A one-layer MLCM on synthetic data; ``trainer``/``data``: extra YAML under each key."""
+def tiny_config(tmp_path: Path, trainer: str, data: str, model: str = "") -> Path:
+    """A one-layer MLCM on synthetic data; ``trainer``/``data``/``model``: extra YAML under each
+    key (``model``: lines of the classifier's init_args)."""
     config = tmp_path / "tiny.yaml"
     config.write_text(
         "seed_everything: 0\n"
         f"trainer:\n  accelerator: cpu\n{trainer}"
         "model:\n  class_path: mlcm_torch.training.MLCMClassifier\n"
-        "  init_args:\n    network:\n      class_path: mlcm_torch.MLCM\n"
+        f"  init_args:\n{model}    network:\n      class_path: mlcm_torch.MLCM\n"
         "      init_args: {in_features: 32, hidden: 64, num_layers: 1, num_classes: 4, j_d: 0.5,\n"
         "                  lambda_in: 3.0, lambda_out: 2.0, lr: 0.05, max_sweeps: 5}\n"
         "data:\n  class_path: mlcm_torch.data.SyntheticDataModule\n"
@@ -66,10 +69,13 @@ def test_accuracy_benchmark_writes_test_accuracy_per_epoch(tmp_path):
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
-def test_lightning_overhead_is_measured_against_the_same_batches(tmp_path):
-    """With --lightning the bare engine step runs on the loader's batches (synthetic data here)
-    and the overhead is the ratio of the two per-step times."""
-    config = tiny_config(tmp_path, "  max_epochs: 50\n", "test_size: 64, batch_size: 16")
+@pytest.mark.parametrize("loader, micro", [(16, None), (32, 16)])
+def test_lightning_overhead_is_measured_against_the_same_batches(tmp_path, loader, micro):
+    """With --lightning the bare engine step runs on the loader's batches (synthetic data here;
+    in the model's micro-batches, if it has them) and the overhead is the ratio of the two
+    per-step times."""
+    model = f"    micro_batch_size: {micro}\n" if micro else ""
+    config = tiny_config(tmp_path, "  max_epochs: 50\n", f"test_size: 64, batch_size: {loader}", model)
     out = subprocess.run(
         [sys.executable, "benchmarks/bench_throughput.py", "--config", str(config), "--device", "cpu",
          "--batch-size", "16", "--steps", "1", "--repeats", "1", "--backend", "dense", "--lightning", "2", "32",
@@ -80,6 +86,7 @@ def test_lightning_overhead_is_measured_against_the_same_batches(tmp_path):
     if line["lightning_fit_samples_per_s"] is None:  # a loaded machine: the two lengths were not resolved
         assert "unresolved" in line["lightning_note"]
     assert line["lightning_loop_samples_per_s"] > 0 and line["bare_real_batches_samples_per_s"] > 0
+    assert line["lightning_fit_batch_size"] == loader and line["micro_batches_per_step"] == loader // (micro or loader)
     expected = line["bare_real_batches_samples_per_s"] / line["lightning_loop_samples_per_s"] - 1
     assert abs(line["lightning_overhead"] - expected) < 0.05 * (1 + abs(expected))
 
