@@ -512,3 +512,46 @@ def test_steering_training_equals_dense_float64():
     for (name, a), (_, b) in zip(dense.state_dict().items(), event.state_dict().items()):
         if torch.is_tensor(a):
             assert torch.equal(a, b), name
+
+
+@needs_kernel
+@pytest.mark.parametrize("tie", ["plus", "flip", "keep"])
+def test_kernel_rechecks_fields_zero_in_real_arithmetic_as_float64(tie, monkeypatch):
+    """Couplings on a grid of ±1/4 make many fields exactly zero, so sweeps re-check many
+    (sample, neuron) pairs, through every kind of term (J, the input, a dense and a
+    one-to-one coupling, the label): the kernel decides as the PyTorch sweep and the dense float64
+    path, ties included (their fields, exactly zero in real arithmetic, are decided by the float64
+    rounding of the dense path's order of terms, J_D s_i right after J s)."""
+    from mlcm_torch.functional import events
+
+    net = mixed(backend="event", tie=tie, n=24)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for tensor in (*(layer.J for layer in net.layers), *(c.W for c in net.couplings if c.W is not None)):
+            tensor.copy_(torch.randint(-1, 2, tensor.shape, generator=g).float() / 4 * (tensor != 0))
+    x, y = batch(b=32)
+    rechecked = []
+    real = events.kernel.library().mlcm_decide
+
+    def counting(*args):
+        total = real(*args)
+        rechecked.append(args[-1]._obj.value)
+        return total
+
+    monkeypatch.setattr(events.kernel.library(), "mlcm_decide", counting)
+    graph = net.graph()
+    for labelled in (False, True):
+        phase = prepare_phase(graph, x, y if labelled else None, labelled)
+        start = net.initial_states(x)
+        with_kernel = relax(graph, start, phase, 40, backend="event")
+        with monkeypatch.context() as m:
+            _no_kernel(m)
+            plain = relax(graph, start, phase, 40, backend="event")
+        net64 = copy.deepcopy(net).double()
+        graph64 = net64.graph()
+        dense = relax(graph64, start.double(), prepare_phase(graph64, x.double(), y if labelled else None, labelled),
+                      40)
+        for other in (plain, dense):
+            assert torch.equal(other.states.float(), with_kernel.states)
+            assert torch.equal(other.sweeps, with_kernel.sweeps) and torch.equal(other.converged, with_kernel.converged)
+    assert max(rechecked) > 8

@@ -7,7 +7,7 @@
  *   as events.event_sweep and fields.activate define them. The field h = F + J_D s + c (c the
  *   phase-constant part) is formed in double; a neuron with |h| <= bound (the proven rounding
  *   bound of the carried float32 field) is re-evaluated in double from the couplings, the
- *   states and the raw sources (events._exact_fields). The new states replace the old ones
+ *   states and the raw sources, its terms added in the order of events._exact_fields. The new states replace the old ones
  *   after all neurons of a sample are decided (a synchronous update of the layer); the change
  *   Δ is written densely and as a list of changed neurons per sample.
  *
@@ -33,10 +33,15 @@ typedef struct {
     double divisor;
 } Term;
 
-static double exact_field(int64_t b, int64_t i, const Term *terms, int64_t n_terms, double self_term,
-                          const double *theta) {
+/* The exact field of neuron i of sample b in double, added up in the order of
+ * events._exact_fields (and of the dense path), so that a field that is zero in real arithmetic
+ * rounds alike: the terms in order, the self-coupling term J_D s_i after the first ``self_after``
+ * of them (1 when the first is the layer's J, else 0), the threshold last. */
+static double exact_field(int64_t b, int64_t i, const Term *terms, int64_t n_terms, int64_t self_after,
+                          double self_term, const double *theta) {
     double h = 0.0;
     for (int64_t t = 0; t < n_terms; ++t) {
+        if (t == self_after) h += self_term;
         const Term *term = &terms[t];
         const float *v = term->source + b * term->source_stride;
         double sum = 0.0;
@@ -48,7 +53,7 @@ static double exact_field(int64_t b, int64_t i, const Term *terms, int64_t n_ter
         }
         h += term->strength * (sum / term->divisor);
     }
-    h += self_term;
+    if (self_after >= n_terms) h += self_term;
     if (theta != NULL) h -= theta[i];
     return h;
 }
@@ -72,7 +77,7 @@ int64_t mlcm_decide(
     const float *fields, const float *constant,
     const double *bound_constant, int64_t bound_stride, const double *error, double bound_scale,
     float *states, int64_t states_stride, double j_d, int encoding, int tie,
-    const Term *terms, int64_t n_terms, const double *theta,
+    const Term *terms, int64_t n_terms, int64_t self_after, const double *theta,
     float *delta, int32_t *changed, int64_t *counts, uint8_t *flags, int64_t *rechecked)
 {
     int64_t total = 0, unsure = 0;
@@ -93,7 +98,7 @@ int64_t mlcm_decide(
         if (flagged) {
             for (int64_t i = 0; i < size; ++i) {
                 if (!flags[i]) continue;
-                double h = exact_field(b, i, terms, n_terms, j_d * (double)s[i], theta);
+                double h = exact_field(b, i, terms, n_terms, self_after, j_d * (double)s[i], theta);
                 d[i] = decide(h, s[i], encoding, tie) - s[i];
             }
             unsure += flagged;

@@ -545,7 +545,8 @@ def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelL
         entry.bound_constant.data_ptr(), spec.size, error.data_ptr(), 2 / (1 - 4 * u),
         states[:, graph.slice(layer)].data_ptr(), states.stride(0), float(spec.j_d),
         ENCODINGS.index(spec.encoding), TIES.index(spec.tie), ctypes.addressof(entry.terms), entry.n_terms,
-        entry.theta.data_ptr() if entry.theta is not None else None, entry.delta.data_ptr(),
+        1 if spec.J is not None else 0, entry.theta.data_ptr() if entry.theta is not None else None,
+        entry.delta.data_ptr(),
         entry.changed.data_ptr(), entry.counts.data_ptr(), entry.flags.data_ptr(), ctypes.byref(rechecked))
 
 

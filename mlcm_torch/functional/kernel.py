@@ -88,7 +88,7 @@ def library() -> ctypes.CDLL | None:
     i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
     lib.mlcm_decide.restype = i64
     lib.mlcm_decide.argtypes = [i64, i64, ptr, ptr, ptr, i64, ptr, dbl, ptr, i64, dbl, ctypes.c_int, ctypes.c_int,
-                                ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr]
+                                ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]
     lib.mlcm_correct.restype = None
     lib.mlcm_correct.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_float, ctypes.c_float, ptr, i64, ptr]
     lib.mlcm_pack_signs_int8.restype = i64
