@@ -108,3 +108,19 @@ def test_physics_checkout_comparison_times_and_records_a_workload(tmp_path, monk
     assert row["workload"] == "sync int8 N=60 M=2 T=5" and row["same_result"] is True
     assert row["old_s"] > 0 and row["new_s"] > 0 and row["speedup"] == row["old_s"] / row["new_s"]
     assert row["machine"]["threads"] == 1 and row["reps"] == 1
+
+
+def test_train_step_cpu_times_the_bare_step_and_inference(tmp_path):
+    """train_step_cpu.py: one JSON line with the step's and inference's CPU-time rates, the
+    loader's batches split into the model's micro-batches."""
+    config = tiny_config(tmp_path, "  max_epochs: 1\n", "test_size: 64, val_size: 32, batch_size: 32",
+                         "    micro_batch_size: 8\n")
+    out = subprocess.run(
+        [sys.executable, "benchmarks/train_step_cpu.py", "--config", str(config), "--warmup", "2", "--steps", "10",
+         "--infer-batches", "1"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=300,
+    ).stdout
+    (line,) = [json.loads(text) for text in out.splitlines()]
+    assert line["micro_batch_size"] == 8 and line["train_steps"] == 10 and line["threads"] == 1
+    assert line["train_ms_per_step"] > 0 and line["infer_samples_per_cpu_s"] > 0
+    assert abs(line["train_samples_per_cpu_s"] - 8e3 / line["train_ms_per_step"]) < 0.01 * line["train_samples_per_cpu_s"]
