@@ -316,6 +316,10 @@ def test_mlp_baselines_share_data_and_hidden_size_with_their_mlcm_config(mlcm, m
     a, b = (yaml.safe_load((ROOT / "lightning_configs" / f"{name}.yaml").read_text()) for name in (mlcm, mlp))
     assert summary.model_of(b) == "MLPBaseline"
     assert summary.dataset_of(a) == summary.dataset_of(b) is not None
-    assert a["data"] == b["data"]
+    data_a, data_b = (dict(config["data"]["init_args"]) for config in (a, b))
+    loader_a, loader_b = data_a.pop("batch_size"), data_b.pop("batch_size")
+    assert a["data"]["class_path"] == b["data"]["class_path"] and data_a == data_b
+    # the same batch: the MLCM's micro-batches (its loader's batch otherwise) and the MLP's loader
+    assert (a["model"]["init_args"].get("micro_batch_size") or loader_a) == loader_b
     assert summary.hidden_of(a) == summary.hidden_of(b) == 1600
     assert a["model"]["init_args"]["network"]["init_args"]["in_features"] == b["model"]["init_args"]["in_features"]
