@@ -555,3 +555,22 @@ def test_kernel_rechecks_fields_zero_in_real_arithmetic_as_float64(tie, monkeypa
             assert torch.equal(other.states.float(), with_kernel.states)
             assert torch.equal(other.sweeps, with_kernel.sweeps) and torch.equal(other.converged, with_kernel.converged)
     assert max(rechecked) > 8
+
+
+def test_a_trained_network_pickles_and_copies_without_its_caches():
+    """After relax and local_update (weak references to the last input, carried bounds) the
+    network still pickles (DDP spawn, torch.save of the module) and its copy trains alike."""
+    import pickle
+
+    net = chain(backend="event", protocol="steering")
+    x, y = batch(b=8)
+    net.local_update(net.relax(x, y), x, y)
+    clone = pickle.loads(pickle.dumps(net))
+    copied = copy.deepcopy(net)
+    x2, y2 = batch(b=8, seed=3)
+    for model in (net, clone, copied):
+        model.local_update(model.relax(x2, y2), x2, y2)
+    for other in (clone, copied):
+        for (name, a), (_, b) in zip(net.state_dict().items(), other.state_dict().items()):
+            if torch.is_tensor(a):
+                assert torch.equal(a, b), name

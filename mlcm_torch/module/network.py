@@ -371,6 +371,11 @@ class Network(Configurable, nn.Module):
         """Logits W_out s^L (B, C) of the inference relaxation."""
         return self.readout(self.features(x))
 
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state.pop("_drive_cache", None)  # a weak reference to the last input: a copy starts without it
+        return state
+
     def get_extra_state(self) -> dict:
         return {"generator": self.generator.get_state()}
 
