@@ -228,10 +228,10 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
         "torch": torch.__version__,
     }
     if lightning is not None:
-        loader_batch = _batches(config)[0]
+        loader_batch, per_step = _batches(config)
         seconds = lightning_seconds_per_step(config, backend, lightning, device)
         record["lightning_fit_batch_size"] = loader_batch
-        record["micro_batches_per_step"] = _batches(config)[1]
+        record["micro_batches_per_step"] = per_step
         if seconds > 0:
             record["lightning_fit_samples_per_s"] = round(loader_batch / seconds, 1)
         else:  # the longer run was not slower than the shorter one: noise larger than S2 − S1 steps

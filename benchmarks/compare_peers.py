@@ -415,12 +415,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MLCM_DATA_DIR"] = str(ROOT / "data")
 
     import torch
-    import yaml
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     sys.path.insert(0, str(BENCH))
-    from bench_throughput import lightning_seconds_per_step, measure
+    from bench_throughput import _batches, lightning_seconds_per_step, measure
 
     device = "cpu"
     device_name = cpu_name()
@@ -496,8 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                 "versions": mlcm_versions}
         emit(line)
         if args.lightning:
-            with open(resolve(config)) as f:
-                loader_batch = yaml.safe_load(f)["data"]["init_args"].get("batch_size", 16)
+            loader_batch = _batches(resolve(config))[0]
             # (t(S2) - t(S1)) / (S2 - S1) from one pair of runs swings with the machine's load:
             # the median over --lightning-repeats pairs.
             estimates = [lightning_seconds_per_step(resolve(config), args.backend, tuple(args.lightning), device)

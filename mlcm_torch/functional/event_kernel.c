@@ -7,9 +7,9 @@
  *   as events.event_sweep and fields.activate define them. The field h = F + J_D s + c (c the
  *   phase-constant part) is formed in double; a neuron with |h| <= bound (the proven rounding
  *   bound of the carried float32 field) is re-evaluated in double from the couplings, the
- *   states and the raw sources, its terms added in the order of events._exact_fields. The new states replace the old ones
- *   after all neurons of a sample are decided (a synchronous update of the layer); the change
- *   Δ is written densely and as a list of changed neurons per sample.
+ *   states and the raw sources, its terms added in the order of events._exact_fields. The new
+ *   states replace the old ones after all neurons of a sample are decided (a synchronous update
+ *   of the layer); the change Δ is written densely and as a list of changed neurons per sample.
  *
  * mlcm_correct: F_post[b] += strength * (Σ_(changed i) Δ_bi rows[i]) / divisor, the sum in
  *   float32 in the order of the changed list, as the gathered products of events._product

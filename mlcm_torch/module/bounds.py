@@ -15,8 +15,8 @@ REFRESH_SLACK = 1.0
 """A carried bound is dropped (and recomputed by one pass over the matrix) once the slack it may
 have gathered, a worst case, reaches this fraction of it, so that it stays within twice an exact
 pass (``mnist.yaml``, 300 steps: 1.0–1.9 times, mean ≈ 1.2; a pass over W_in every ~30 steps,
-over J every ~150): a looser bound only re-checks more
-neurons in double precision, never changes a decision."""
+over J every ~150): a looser bound only re-checks more neurons in double precision, never
+changes a decision."""
 
 
 class _Entry(NamedTuple):
@@ -64,8 +64,9 @@ class RowL1Bounds:
         return self._valid(W) is not None
 
     def advance(self, W: Tensor, version: int, post: Tensor, pre: Tensor, scale: float, beta: float) -> None:
-        """W, whose bound was kept at ``version``, was updated in place to W' = β W + scale · postᵀ pre
-        (then masked); keep the carried bound for W's new version, or drop it."""
+        """W, at ``version`` before, was updated in place to W' = β W + scale · postᵀ pre (then
+        masked); carry the bound kept for ``version`` to W's new version, or drop it (none kept, or
+        too loose)."""
         entry = self._entries.get(id(W))
         if entry is None or entry.tensor() is not W or entry.version != version or not W.is_floating_point():
             self._entries.pop(id(W), None)

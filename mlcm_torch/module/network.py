@@ -346,9 +346,9 @@ class Network(Configurable, nn.Module):
                 continue
             weight = module.J if isinstance(module, RecurrentLayer) else module.W
             scale, decay_lr = self._scale(module.lr * lr_scale, module.fan_in, batch)
-            carried, version = reduce is None and bounds.kept(weight), weight._version
+            version = weight._version
             apply_update(weight, delta, scale, decay_lr, module.weight_decay, module.mask, reduce)
-            if carried:
+            if reduce is None:  # a reduced delta is not postᵀ pre: the next pass recomputes the bound
                 bounds.advance(weight, version, delta.post, delta.pre, scale, 1.0 - decay_lr * module.weight_decay)
         stats = {"unstable_fraction": torch.stack([u.float().mean() for u in rule.unstable])}
         options = self._readout_options
