@@ -17,7 +17,9 @@ the JSON, which holds: the command, the config path, the resolved config and its
 overrides, the seed, the git commit, the machine, the torch version and, per epoch, the
 epoch's running training accuracy, the validation accuracy (null without a split), the test
 accuracy and the wall-clock seconds since the start; ``finished`` turns true after the last
-epoch. Re-running the recorded command on the same machine gives the same accuracies.
+epoch. With the model's ``readout_refit`` the last epoch's accuracies are those of the refit
+readout, its ``before_refit`` those of the readout trained with the network, and
+``readout_refit`` holds the refit's report (samples, losses, seconds). Re-running the recorded command on the same machine gives the same accuracies.
 """
 
 from __future__ import annotations
@@ -103,15 +105,35 @@ class AccuracyRecorder(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
         datamodule.setup("test")
-        self.record["epochs"].append({
+        entry = {
             "epoch": trainer.current_epoch + 1,
             "train_acc": train_epoch_accuracy(trainer, pl_module),
             "val_acc": accuracy(pl_module, datamodule.val_dataloader()),
             "test_acc": accuracy(pl_module, datamodule.test_dataloader()),
             "seconds": round(time.perf_counter() - self.start, 1),
-        })
+        }
+        report = getattr(pl_module, "readout_refit_report", None)
+        if report is not None and "readout_refit" not in self.record:
+            entry["before_refit"] = self._accuracy_with_readout(pl_module, report["weight_before"])
+            self.record["readout_refit"] = {key: value for key, value in report.items() if key != "weight_before"}
+        self.record["epochs"].append(entry)
         self._write()
         print(json.dumps(self.record["epochs"][-1]), flush=True)
+
+    @staticmethod
+    def _accuracy_with_readout(pl_module: L.LightningModule, weight: torch.Tensor) -> dict:
+        """Validation and test accuracy with ``weight`` as W_out (the readout before its refit)."""
+        datamodule = pl_module.trainer.datamodule
+        readout = pl_module.network.readout.weight
+        refit = readout.detach().clone()
+        with torch.no_grad():
+            readout.copy_(weight)
+        try:
+            return {"val_acc": accuracy(pl_module, datamodule.val_dataloader()),
+                    "test_acc": accuracy(pl_module, datamodule.test_dataloader())}
+        finally:
+            with torch.no_grad():
+                readout.copy_(refit)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.record["finished"] = len(self.record["epochs"]) == self.record["max_epochs"]

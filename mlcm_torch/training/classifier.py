@@ -15,6 +15,7 @@ from mlcm_torch.module import checks
 from mlcm_torch.module.config import from_config
 from mlcm_torch.module.network import Network
 from mlcm_torch.training.base import ClassifierModule
+from mlcm_torch.training.refit import ReadoutRefit, refit_readout
 from mlcm_torch.training.schedules import Schedule, check_schedule, lr_factor
 
 
@@ -63,6 +64,12 @@ class MLCMClassifier(ClassifierModule):
         scheduler_step_size: step: the factor is multiplied by ``scheduler_gamma`` every this many
             epochs (required with ``step``).
         scheduler_gamma: step: the factor per ``scheduler_step_size`` epochs, in (0, 1].
+        readout_refit: after the last batch of the last epoch (``max_epochs``), before that
+            epoch's validation and checkpoints, refit the readout W_out by Adam on the loss
+            (cross-entropy) over the label-free fixed points of the whole training loader, from
+            W_out = 0 (:mod:`~mlcm_torch.training.refit`; the couplings are not changed). In a
+            config: ``readout_refit: {epochs: 20, lr: 0.001}``. Default: no refit. A run ended
+            by ``max_steps`` before its last epoch's end is not refit.
     """
 
     def __init__(
@@ -79,6 +86,7 @@ class MLCMClassifier(ClassifierModule):
         scheduler_min_factor: float = 0.0,
         scheduler_step_size: Optional[int] = None,
         scheduler_gamma: float = 0.1,
+        readout_refit: Optional[ReadoutRefit] = None,
     ) -> None:
         if isinstance(network, dict):
             network = from_config(network, Network)
@@ -93,8 +101,17 @@ class MLCMClassifier(ClassifierModule):
             checks.integer_at_least("micro_batch_size", micro_batch_size, 1)
         for name, kind in (("readout_scheduler", readout_scheduler), ("local_scheduler", local_scheduler)):
             check_schedule(name, kind, scheduler_epochs, scheduler_min_factor, scheduler_step_size, scheduler_gamma)
-        self.save_hyperparameters(ignore=["network"])
+        if isinstance(readout_refit, dict):
+            readout_refit = ReadoutRefit(**readout_refit)
+        if readout_refit is not None and not isinstance(readout_refit, ReadoutRefit):
+            raise ValueError(f"readout_refit must be a ReadoutRefit, a dict of its fields or None, got "
+                             f"{type(readout_refit).__name__}")
+        self.save_hyperparameters(ignore=["network", "readout_refit"])
         self.hparams["check_finite"] = int(check_finite)
+        self.hparams["readout_refit"] = None if readout_refit is None else readout_refit.config()
+        self.readout_refit = readout_refit
+        self.readout_refit_report: Optional[dict] = None
+        """After a refit: samples, per-epoch losses, seconds, and ``weight_before`` (W_out before it)."""
         self.hparams["network"] = network.config()
         self.automatic_optimization = False
         self.network = network
@@ -147,6 +164,8 @@ class MLCMClassifier(ClassifierModule):
         size = self.hparams.micro_batch_size or x.shape[0]
         for xs, ys in zip(x.split(size), y.split(size)):
             loss = self._train_micro_batch(xs, ys)
+        if self._refit_due():
+            self._refit_readout()
         if self.trainer.fast_dev_run or self.trainer._logger_connector.should_update_logs:
             self._flush_train_logs()
             self._log_coupling_norms()
@@ -181,6 +200,21 @@ class MLCMClassifier(ClassifierModule):
         if every and self.global_step % every == 0:
             self._log_histograms(relaxation, x, y)
         return loss
+
+    def _refit_due(self) -> bool:
+        trainer = self.trainer
+        return (self.readout_refit is not None and trainer.is_last_batch and trainer.max_epochs is not None
+                and self.current_epoch == trainer.max_epochs - 1)
+
+    def _refit_readout(self) -> None:
+        """Refit W_out on the training loader's fixed points (gathered from every process)."""
+        batches = ((x.to(self.device), y.to(self.device))
+                   for x, y in map(self.split_batch, self.trainer.train_dataloader))
+        gather = (lambda t: self.all_gather(t).flatten(0, 1)) if self.trainer.world_size > 1 else None
+        before = self.network.readout.weight.detach().clone()
+        report = refit_readout(self.network, batches, self.loss, self.readout_refit, gather)
+        self.readout_refit_report = {**report, "weight_before": before}
+        self.log("train/readout_refit_loss", report["losses"][-1], on_step=True, on_epoch=False)
 
     def _train_names(self) -> list[str]:
         layers = range(1, self.network.num_layers + 1)
