@@ -153,6 +153,22 @@ def test_check_finite_stops_at_its_interval_naming_tensor_and_step(tmp_path):
     assert MLCMClassifier(MLCM(**SMALL_NETWORK)).hparams.check_finite == 100  # on by default
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_check_finite_tells_overflowing_sums_from_non_finite_entries(value):
+    """The check sums each tensor first: finite entries whose sum overflows pass, any NaN or ±inf
+    entry raises (also where the other entries are huge)."""
+    model = MLCMClassifier(MLCM(**SMALL_NETWORK))
+    readout = model.network.readout.weight
+    with torch.no_grad():
+        readout.fill_(3e38)
+    assert not torch.isfinite(readout.sum())
+    model._check_finite(1)
+    with torch.no_grad():
+        readout[0, 0] = value
+    with pytest.raises(FloatingPointError, match=r"non-finite values in readout\.weight \(1 of"):
+        model._check_finite(1)
+
+
 # ---------------------------------------------------------------------------------------------- predict
 
 

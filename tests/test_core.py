@@ -308,3 +308,15 @@ def test_cuda_matches_cpu(schedule, encoding):
     cpu.local_update(rc, x, y)
     gpu.local_update(rg, x.cuda(), y.cuda())
     assert gpu.J.device.type == "cuda"
+
+
+def test_activity_of_equal_layers_is_the_mean_of_each_layer():
+    from mlcm_torch.functional.dynamics import Relaxation
+
+    g = torch.Generator().manual_seed(0)
+    states = torch.where(torch.rand(5, 3 * 7, generator=g) < 0.3, 1.0, -1.0)
+    relaxation = Relaxation(states, torch.ones(5, dtype=torch.long), torch.ones(5, dtype=torch.bool))
+    expected = torch.stack([(part > 0).float().mean() for part in states.split(7, dim=1)])
+    assert torch.allclose(relaxation.activity("pm1", (7, 7, 7)), expected)
+    assert torch.allclose(relaxation.activity("pm1", (7, 14)),
+                          torch.stack([(states[:, :7] > 0).float().mean(), (states[:, 7:] > 0).float().mean()]))

@@ -67,6 +67,8 @@ class Relaxation(NamedTuple):
         if sizes is None:
             return active.mean(dim=(0, 2))
         flat = active.reshape(*self.sweeps.shape, -1)
+        if len(set(sizes)) == 1:  # equal layers: one reduction
+            return flat.reshape(-1, len(sizes), sizes[0]).mean(dim=(0, 2))
         return torch.stack([part.mean() for part in flat.split(list(sizes), dim=-1)])
 
     def not_converged_fraction(self) -> Tensor:

@@ -128,11 +128,13 @@ def readout_perceptron_delta(
 
 
 def readout_perceptron_rule(
-    features: Tensor, labels: Tensor, W_out: Tensor, margin: float, targets: tuple[float, float] = (1.0, -1.0)
+    features: Tensor, labels: Tensor, W_out: Tensor, margin: float, targets: tuple[float, float] = (1.0, -1.0),
+    logits: Tensor | None = None,
 ) -> tuple[Outer, Tensor]:
-    """:func:`readout_perceptron_delta` as (Σ_b ΔW_out as an :class:`Outer`, unstable (B, C))."""
+    """:func:`readout_perceptron_delta` as (Σ_b ΔW_out as an :class:`Outer`, unstable (B, C));
+    ``logits``: features W_outᵀ when the caller has them."""
     t = readout_targets(labels, W_out.shape[0], targets, features.dtype)
-    unstable = t * (features @ W_out.T) <= margin
+    unstable = t * (features @ W_out.T if logits is None else logits) <= margin
     return Outer(t * unstable, features), unstable
 
 

@@ -327,7 +327,7 @@ class Network(Configurable, nn.Module):
         ±1 images 2z − 1. ``lr_scale`` multiplies the learning rates of J and of the couplings,
         ``readout_lr_scale`` that of the perceptron readout (delta and weight decay alike; a
         schedule's factor). Returns ``unstable_fraction`` (L,) and, for the perceptron readout,
-        ``readout_unstable_fraction``.
+        ``readout_unstable_fraction`` and ``readout_logits`` (B, C): W_out s^L before its update.
         """
         self._check(x, y)
         batch = x.shape[0]
@@ -354,12 +354,14 @@ class Network(Configurable, nn.Module):
         options = self._readout_options
         if options.rule == "perceptron":
             out_scale, out_decay_lr = self._scale(options.lr * readout_lr_scale, self.layers[-1].size, batch)
+            features = self.layer_states(flat, len(self.layers) - 1)
+            logits = features @ self.readout.weight.detach().T
             delta_out, unstable = readout_perceptron_rule(
-                self.layer_states(flat, len(self.layers) - 1), y, self.readout.weight, options.margin,
-                options.targets,
+                features, y, self.readout.weight, options.margin, options.targets, logits,
             )
             apply_update(self.readout.weight, delta_out, out_scale, out_decay_lr, options.weight_decay, None, reduce)
             stats["readout_unstable_fraction"] = unstable.float().mean()
+            stats["readout_logits"] = logits
         return stats
 
     # ------------------------------------------------------------------ inference

@@ -6,6 +6,7 @@ from mlcm_torch.training.baselines import MLPBaseline, PerceptronBaseline
 from mlcm_torch.training.callbacks import CouplingSummary, InterruptCheckpoint
 from mlcm_torch.training.classifier import MLCMClassifier
 from mlcm_torch.training.predictions import PredictionWriter
+from mlcm_torch.training.refit import ReadoutRefit
 
 __all__ = ["ClassifierModule", "CouplingSummary", "InterruptCheckpoint", "MLCMClassifier", "MLPBaseline",
-           "PerceptronBaseline", "PredictionWriter"]
+           "PerceptronBaseline", "PredictionWriter", "ReadoutRefit"]

@@ -173,23 +173,29 @@ class MLCMClassifier(ClassifierModule):
 
     def _train_micro_batch(self, x: Tensor, y: Tensor) -> Tensor:
         relaxation = self.network.relax(x, y)
-        features = self.network.layer_states(relaxation.states, self.network.num_layers - 1)
         perceptron_readout = self.network.readout_options.rule == "perceptron"
-        with torch.set_grad_enabled(not perceptron_readout):
-            logits = self.network.readout(features)
+        if not perceptron_readout:
+            logits = self.network.readout(self.network.layer_states(relaxation.states, self.network.num_layers - 1))
         epoch = self.current_epoch
         stats = self.network.local_update(relaxation, x, y, reduce=self._reduce(),
                                           lr_scale=self.lr_factor("local", epoch),
                                           readout_lr_scale=self.lr_factor("readout", epoch))
+        if perceptron_readout:
+            logits = stats["readout_logits"]  # W_out s^L before the readout's update
         every = self.hparams.check_finite
         if every and (self.global_step + 1) % every == 0:
             self._check_finite(self.global_step + 1)
         optimizer = self.optimizers()
         loss = self.loss(logits, y)
-        if not perceptron_readout:
+        if perceptron_readout:
+            # no gradients, nothing to step: count the step (global_step) with the two calls that
+            # LightningOptimizer.step makes around its pass through strategy, precision and hooks
+            optimizer._on_before_step()
+            optimizer._on_after_step()
+        else:
             optimizer.zero_grad()
             self.manual_backward(loss)
-        optimizer.step()  # the perceptron readout has no gradients: this only counts the step
+            optimizer.step()
         values = [loss.detach(), self.correct(logits.detach(), y).mean(), relaxation.sweeps.float().mean(),
                   relaxation.not_converged_fraction(),
                   *relaxation.activity(self.network.state_encoding, self.network.sizes),
@@ -312,13 +318,14 @@ class MLCMClassifier(ClassifierModule):
         writer.add_histogram("couplings/readout", net.readout.weight.detach(), step)
 
     def _check_finite(self, step: int) -> None:
-        """Raise naming the first non-finite coupling or readout tensor (one host sync when all
-        are finite)."""
+        """Raise naming the first non-finite coupling or readout tensor (one sum per tensor and one
+        host sync when all are finite)."""
         tensors = [(name, tensor) for name, tensor in (*self.network.named_buffers(), *self.network.named_parameters())
                    if tensor.is_floating_point()]
-        if bool(torch.stack([torch.isfinite(tensor).all() for _, tensor in tensors]).all()):
-            return
-        for name, tensor in tensors:
+        with torch.no_grad():  # a NaN or ±inf entry makes its tensor's sum NaN or ±inf: one read per tensor
+            if bool(torch.stack([tensor.sum() for _, tensor in tensors]).isfinite().all()):
+                return
+        for name, tensor in tensors:  # a non-finite sum may also be an overflow of finite entries
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
                 every = self.hparams.check_finite
