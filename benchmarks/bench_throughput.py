@@ -16,7 +16,12 @@ overhead is measured in this process, where nothing but the loop differs: Lightn
 engine step without Lightning on the very batches it sees (same seed, same loader order), each
 timed between the starts of steps S1 and S2 of one run, ``--lightning-repeats`` (3)
 interleaved runs each;
-``lightning_overhead`` is the ratio of the medians minus one. (The random-input step above
+``lightning_overhead`` is the ratio of the medians minus one. ``lightning_overhead_same_steps``
+times, within each Lightning run, the engine's calls (``relax`` and ``local_update``) in the
+same window and reports loop / engine − 1 (median over the runs; per run in
+``lightning_overhead_same_steps_runs``): everything outside those two calls counts as overhead,
+data loading included, and since both times come from the same steps a machine whose speed
+drifts between runs does not bias it. (The random-input step above
 flips more neurons than real images do, so it is not the reference for the overhead.)
 
     python benchmarks/bench_throughput.py --config lightning_configs/mnist.yaml \
@@ -93,11 +98,15 @@ def _fit_overrides(config: str, backend: str, device: str) -> list[str]:
 class _StepClock:
     """A Lightning callback recording the time at which every training step starts."""
 
+    engine: list[float] = [0.0]  # seconds spent in the engine so far (set by the caller)
+
     def __init__(self) -> None:
         self.starts: list[float] = []
+        self.engine_marks: list[float] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.starts.append(time.perf_counter())
+        self.engine_marks.append(self.engine[0])
 
 
 def _window(starts: list[float], steps: tuple[int, int]) -> float:
@@ -105,11 +114,13 @@ def _window(starts: list[float], steps: tuple[int, int]) -> float:
     return (starts[steps[1]] - starts[steps[0]]) / (steps[1] - steps[0])
 
 
-def lightning_loop_seconds_per_step(config: str, backend: str, steps: tuple[int, int], device: str) -> float:
+def lightning_loop_seconds_per_step(config: str, backend: str, steps: tuple[int, int],
+                                    device: str) -> tuple[float, float]:
     """Seconds per step of Lightning's training loop, in this process: the CLI builds trainer,
     model and data module from ``config`` (as ``fit`` does, no logger, checkpoints or validation),
     one ``fit`` runs S2 + 1 steps, and the starts of steps S1 and S2 bound the window, so start-up,
-    data preparation and the first steps stay outside it."""
+    data preparation and the first steps stay outside it. Also returns the seconds per step spent
+    inside the engine's calls (``network.relax`` and ``network.local_update``) in that window."""
     from lightning.pytorch import Callback
 
     from mlcm_torch.cli import cli
@@ -117,11 +128,24 @@ def lightning_loop_seconds_per_step(config: str, backend: str, steps: tuple[int,
     per_step = _batches(config)[1]
     built = cli([*_fit_overrides(config, backend, device), f"--trainer.max_steps={(steps[1] + 1) * per_step}"],
                 run=False)
-    clock = type("StepClock", (_StepClock, Callback), {})()
+    network, engine = built.model.network, [0.0]
+
+    def timed_call(function):
+        def call(*args, **kwargs):
+            sync(device)
+            start = time.perf_counter()
+            out = function(*args, **kwargs)
+            sync(device)
+            engine[0] += time.perf_counter() - start
+            return out
+        return call
+
+    network.relax, network.local_update = timed_call(network.relax), timed_call(network.local_update)
+    clock = type("StepClock", (_StepClock, Callback), {"engine": engine})()
     built.trainer.callbacks.append(clock)
     built.trainer.fit(built.model, datamodule=built.datamodule)
     sync(device)
-    return _window(clock.starts, steps)
+    return _window(clock.starts, steps), _window(clock.engine_marks, steps)
 
 
 def bare_seconds_per_step(config: str, backend: str, steps: tuple[int, int], device: str) -> float:
@@ -238,14 +262,20 @@ def measure(config: str, device: str, batch: int, steps: int, repeats: int, seed
             record.update(lightning_fit_samples_per_s=None,
                           lightning_note=f"unresolved: t(S2) - t(S1) <= 0 ({seconds:.3g} s/step); widen S2 - S1")
         # the overhead from one process, interleaved, median of --lightning-repeats windows each
-        loops, bares = [], []
+        loops, bares, shares = [], [], []
         for _ in range(lightning_repeats):
             bares.append(bare_seconds_per_step(config, backend, lightning, device))
-            loops.append(lightning_loop_seconds_per_step(config, backend, lightning, device))
+            loop, engine = lightning_loop_seconds_per_step(config, backend, lightning, device)
+            loops.append(loop)
+            shares.append(loop / engine - 1)
         loop, bare = statistics.median(loops), statistics.median(bares)
         record["lightning_loop_samples_per_s"] = round(loader_batch / loop, 1)
         record["bare_real_batches_samples_per_s"] = round(loader_batch / bare, 1)
         record["lightning_overhead"] = round(loop / bare - 1, 3)
+        # the same steps' time outside relax and local_update: insensitive to the machine's speed
+        # changing between runs (everything but the engine's two calls counts, data loading too)
+        record["lightning_overhead_same_steps"] = round(statistics.median(shares), 3)
+        record["lightning_overhead_same_steps_runs"] = [round(value, 3) for value in shares]
     return record
 
 

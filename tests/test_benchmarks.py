@@ -89,6 +89,8 @@ def test_lightning_overhead_is_measured_against_the_same_batches(tmp_path, loade
     assert line["lightning_fit_batch_size"] == loader and line["micro_batches_per_step"] == loader // (micro or loader)
     expected = line["bare_real_batches_samples_per_s"] / line["lightning_loop_samples_per_s"] - 1
     assert abs(line["lightning_overhead"] - expected) < 0.05 * (1 + abs(expected))
+    assert len(line["lightning_overhead_same_steps_runs"]) == 1
+    assert line["lightning_overhead_same_steps"] == line["lightning_overhead_same_steps_runs"][0] > 0
 
 
 def test_physics_checkout_comparison_times_and_records_a_workload(tmp_path, monkeypatch, capsys):
