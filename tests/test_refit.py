@@ -95,3 +95,10 @@ def test_refit_is_a_config_entry():
     built = cli(["--config", "lightning_configs/mnist.yaml", "--model.init_args.readout_refit.epochs=3",
                  "--model.init_args.readout_refit.lr=0.002"], run=False)
     assert built.model.readout_refit == ReadoutRefit(epochs=3, lr=0.002)
+
+
+def test_refit_follows_limit_train_batches(tmp_path):
+    model = MLCMClassifier(MLCM(**{**SMALL, "readout": "perceptron"}), readout_refit=ReadoutRefit(epochs=1))
+    trainer(tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=0).fit(model, datamodule=synthetic())
+    assert model.readout_refit_report["samples"] == 3 * 16
+

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import warnings
+from itertools import islice
 from typing import Literal, Optional, Union
 
 import torch
@@ -66,7 +68,7 @@ class MLCMClassifier(ClassifierModule):
         scheduler_gamma: step: the factor per ``scheduler_step_size`` epochs, in (0, 1].
         readout_refit: after the last batch of the last epoch (``max_epochs``), before that
             epoch's validation and checkpoints, refit the readout W_out by Adam on the loss
-            (cross-entropy) over the label-free fixed points of the whole training loader, from
+            (cross-entropy) over the label-free fixed points of an epoch's training batches, from
             W_out = 0 (:mod:`~mlcm_torch.training.refit`; the couplings are not changed). In a
             config: ``readout_refit: {epochs: 20, lr: 0.001}``. Default: no refit. A run ended
             by ``max_steps`` before its last epoch's end is not refit.
@@ -213,9 +215,11 @@ class MLCMClassifier(ClassifierModule):
                 and self.current_epoch == trainer.max_epochs - 1)
 
     def _refit_readout(self) -> None:
-        """Refit W_out on the training loader's fixed points (gathered from every process)."""
-        batches = ((x.to(self.device), y.to(self.device))
-                   for x, y in map(self.split_batch, self.trainer.train_dataloader))
+        """Refit W_out on the fixed points of the epoch's training batches (the loader's first
+        ``num_training_batches``), gathered from every process."""
+        count = self.trainer.num_training_batches  # limit_train_batches and fast_dev_run hold here too
+        loader = islice(self.trainer.train_dataloader, None if math.isinf(count) else int(count))
+        batches = ((x.to(self.device), y.to(self.device)) for x, y in map(self.split_batch, loader))
         gather = (lambda t: self.all_gather(t).flatten(0, 1)) if self.trainer.world_size > 1 else None
         before = self.network.readout.weight.detach().clone()
         report = refit_readout(self.network, batches, self.loss, self.readout_refit, gather)
