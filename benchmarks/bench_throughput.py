@@ -96,11 +96,11 @@ def _fit_overrides(config: str, backend: str, device: str) -> list[str]:
 
 
 class _StepClock:
-    """A Lightning callback recording the time at which every training step starts."""
+    """A Lightning callback recording when every training step starts and the engine seconds
+    spent by then."""
 
-    engine: list[float] = [0.0]  # seconds spent in the engine so far (set by the caller)
-
-    def __init__(self) -> None:
+    def __init__(self, engine: list[float]) -> None:
+        self.engine = engine  # a one-element list: seconds spent in the engine so far
         self.starts: list[float] = []
         self.engine_marks: list[float] = []
 
@@ -141,7 +141,7 @@ def lightning_loop_seconds_per_step(config: str, backend: str, steps: tuple[int,
         return call
 
     network.relax, network.local_update = timed_call(network.relax), timed_call(network.local_update)
-    clock = type("StepClock", (_StepClock, Callback), {"engine": engine})()
+    clock = type("StepClock", (_StepClock, Callback), {})(engine)
     built.trainer.callbacks.append(clock)
     built.trainer.fit(built.model, datamodule=built.datamodule)
     sync(device)
