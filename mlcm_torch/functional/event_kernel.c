@@ -20,6 +20,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -33,29 +34,44 @@ typedef struct {
     double divisor;
 } Term;
 
-/* The exact field of neuron i of sample b in double, added up in the order of
- * events._exact_fields (and of the dense path), so that a field that is zero in real arithmetic
- * rounds alike: the terms in order, the self-coupling term J_D s_i after the first ``self_after``
- * of them (1 when the first is the layer's J, else 0), the threshold last. */
-static double exact_field(int64_t b, int64_t i, const Term *terms, int64_t n_terms, int64_t self_after,
-                          double self_term, const double *theta) {
-    double h = 0.0;
-    for (int64_t t = 0; t < n_terms; ++t) {
-        if (t == self_after) h += self_term;
-        const Term *term = &terms[t];
-        const float *v = term->source + b * term->source_stride;
-        double sum = 0.0;
-        if (term->matrix == NULL) {
-            sum = i < term->width ? (double)v[i] : 0.0;
-        } else {
-            const float *m = term->matrix + i * term->row_stride;
-            for (int64_t j = 0; j < term->width; ++j) sum += (double)m[j * term->col_stride] * (double)v[j];
-        }
-        h += term->strength * (sum / term->divisor);
+/* The exact fields of the flagged (sample, neuron) pairs in double, each added up in the order
+ * of events._exact_fields (and of the dense path), so that a field that is zero in real
+ * arithmetic rounds alike: the terms in order, the self-coupling term J_D s_i after the first
+ * ``self_after`` of them (1 when the first is the layer's J, else 0), the threshold last; each
+ * term's sum over j in increasing j. The pairs are evaluated together, j outermost, so that the
+ * couplings are read column after column (a neuron's row of a column-major J is strided; one
+ * at a time it costs a cache miss per coupling); every pair still sees the same operations in
+ * the same order as alone. ``pairs`` holds b * size + i; ``h`` and ``sum`` are work rows. */
+static void exact_fields(int64_t n_pairs, const int32_t *pairs, int64_t size, const Term *terms, int64_t n_terms,
+                         int64_t self_after, double j_d, const float *states, int64_t states_stride,
+                         const double *theta, double *h, double *sum, int64_t *sample, int64_t *neuron) {
+    for (int64_t p = 0; p < n_pairs; ++p) {
+        sample[p] = pairs[p] / size;
+        neuron[p] = pairs[p] % size;
+        h[p] = 0.0;
     }
-    if (self_after >= n_terms) h += self_term;
-    if (theta != NULL) h -= theta[i];
-    return h;
+    for (int64_t t = 0; t <= n_terms; ++t) {
+        if (t == self_after || (t == n_terms && self_after >= n_terms))
+            for (int64_t p = 0; p < n_pairs; ++p)
+                h[p] += j_d * (double)states[sample[p] * states_stride + neuron[p]];
+        if (t == n_terms) break;
+        const Term *term = &terms[t];
+        if (term->matrix == NULL) {
+            for (int64_t p = 0; p < n_pairs; ++p)
+                sum[p] = neuron[p] < term->width ? (double)term->source[sample[p] * term->source_stride + neuron[p]] : 0.0;
+        } else {
+            for (int64_t p = 0; p < n_pairs; ++p) sum[p] = 0.0;
+            for (int64_t j = 0; j < term->width; ++j) {
+                const float *column = term->matrix + j * term->col_stride;
+                const float *v = term->source + j;
+                for (int64_t p = 0; p < n_pairs; ++p)
+                    sum[p] += (double)column[neuron[p] * term->row_stride] * (double)v[sample[p] * term->source_stride];
+            }
+        }
+        for (int64_t p = 0; p < n_pairs; ++p) h[p] += term->strength * (sum[p] / term->divisor);
+    }
+    if (theta != NULL)
+        for (int64_t p = 0; p < n_pairs; ++p) h[p] -= theta[neuron[p]];
 }
 
 /* The decision on a field h, as fields.activate: for h != 0 every tie rule gives "active iff
@@ -71,38 +87,57 @@ static float decide(double h, float s, int encoding, int tie) {
 }
 
 /* Sure neurons (|h| > bound, so h != 0) are decided in one branch-free pass; the unsure ones
- * (flagged) are re-evaluated exactly in a second pass. */
+ * of every sample (listed in ``pairs``, batch * size entries) are re-evaluated exactly together
+ * (exact_fields, from the states before the sweep), then each sample's states are replaced.
+ * Returns the number of changed pairs, or -1 when the work rows could not be allocated. */
 int64_t mlcm_decide(
     int64_t batch, int64_t size,
     const float *fields, const float *constant,
     const double *bound_constant, int64_t bound_stride, const double *error, double bound_scale,
     float *states, int64_t states_stride, double j_d, int encoding, int tie,
     const Term *terms, int64_t n_terms, int64_t self_after, const double *theta,
-    float *delta, int32_t *changed, int64_t *counts, uint8_t *flags, int64_t *rechecked)
+    float *delta, int32_t *changed, int64_t *counts, int32_t *pairs, int64_t *rechecked)
 {
     int64_t total = 0, unsure = 0;
     const float on = 1.0f, off = encoding == 0 ? -1.0f : 0.0f;
     for (int64_t b = 0; b < batch; ++b) {
         const float *restrict f = fields + b * size, *restrict c = constant + b * size;
         const double *restrict a = bound_constant + b * bound_stride;
-        float *restrict s = states + b * states_stride, *restrict d = delta + b * size;
-        int32_t *list = changed + b * size;
-        int64_t flagged = 0, count = 0;
+        const float *restrict s = states + b * states_stride;
+        float *restrict d = delta + b * size;
         for (int64_t i = 0; i < size; ++i) {
             double h = (double)f[i] + j_d * (double)s[i] + (double)c[i];
-            uint8_t close = fabs(h) <= bound_scale * (error[i] + a[i]);
-            flags[i] = close;
-            flagged += close;
             d[i] = (h > 0.0 ? on : off) - s[i];
         }
-        if (flagged) {
-            for (int64_t i = 0; i < size; ++i) {
-                if (!flags[i]) continue;
-                double h = exact_field(b, i, terms, n_terms, self_after, j_d * (double)s[i], theta);
-                d[i] = decide(h, s[i], encoding, tie) - s[i];
-            }
-            unsure += flagged;
+        for (int64_t i = 0; i < size; ++i) {
+            double h = (double)f[i] + j_d * (double)s[i] + (double)c[i];
+            if (fabs(h) <= bound_scale * (error[i] + a[i])) pairs[unsure++] = (int32_t)(b * size + i);
         }
+    }
+    if (unsure) {
+        double *work = malloc(sizeof(double) * 2 * (size_t)unsure);
+        int64_t *where = malloc(sizeof(int64_t) * 2 * (size_t)unsure);
+        if (work == NULL || where == NULL) {
+            free(work);
+            free(where);
+            *rechecked = unsure;
+            return -1;
+        }
+        exact_fields(unsure, pairs, size, terms, n_terms, self_after, j_d, states, states_stride, theta,
+                     work, work + unsure, where, where + unsure);
+        free(where);
+        for (int64_t p = 0; p < unsure; ++p) {
+            int64_t b = pairs[p] / size, i = pairs[p] % size;
+            float s = states[b * states_stride + i];
+            delta[b * size + i] = decide(work[p], s, encoding, tie) - s;
+        }
+        free(work);
+    }
+    for (int64_t b = 0; b < batch; ++b) {
+        float *restrict s = states + b * states_stride;
+        const float *restrict d = delta + b * size;
+        int32_t *list = changed + b * size;
+        int64_t count = 0;
         for (int64_t i = 0; i < size; ++i)
             if (d[i] != 0.0f) list[count++] = (int32_t)i;
         for (int64_t k = 0; k < count; ++k) s[list[k]] += d[list[k]];
