@@ -245,9 +245,12 @@ def test_kernel_and_pytorch_event_sweeps_decide_alike(encoding, schedule, monkey
     net = chain(encoding, schedule, layers=layers, sparsity_threshold=0.1 if encoding == "01" else 0.0)
     x, y = batch(encoding)
     graph = net.graph()
+    from mlcm_torch.functional import dynamics
+
     calls = []
-    real = events._kernel_decide
+    real, real_loop = events._kernel_decide, dynamics.kernel_relax
     monkeypatch.setattr(events, "_kernel_decide", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(dynamics, "kernel_relax", lambda *a, **k: real_loop(*a, **k) and (calls.append(1) or True))
     for labelled in (False, True):
         dense, with_kernel = both_relaxations(net, x, y if labelled else None, labelled)
         with monkeypatch.context() as m:
@@ -258,6 +261,53 @@ def test_kernel_and_pytorch_event_sweeps_decide_alike(encoding, schedule, monkey
         for other in (dense, plain):
             assert torch.equal(other.states.float(), with_kernel.states)
             assert torch.equal(other.sweeps, with_kernel.sweeps) and torch.equal(other.converged, with_kernel.converged)
+
+
+@needs_kernel
+@pytest.mark.parametrize("encoding", ["pm1", "01"])
+def test_kernel_loop_equals_the_kernel_one_sweep_at_a_time(encoding, monkeypatch):
+    """A one-layer network relaxes in the kernel's own loop (``kernel_relax``); with the loop
+    switched off the same kernel runs one sweep per Python call. Both give identical states,
+    sweep counts, convergence and carried fields for every phase (budgets of 40 and of 2
+    sweeps), and identical networks after 50 training steps."""
+    from mlcm_torch.functional import dynamics
+    from mlcm_torch.functional.events import Carry, event_couplings
+
+    used = []
+    real_loop = dynamics.kernel_relax
+    monkeypatch.setattr(dynamics, "kernel_relax", lambda *a, **k: real_loop(*a, **k) and (used.append(1) or True))
+    looped = chain(encoding, backend="event", layers=1, sparsity_threshold=0.1 if encoding == "01" else 0.0)
+    stepwise = copy.deepcopy(looped)
+    x, y = batch(encoding)
+    graph = looped.graph()
+    prepared = event_couplings(graph)
+    for budget in (40, 2):
+        for labelled in (True, False):
+            results = []
+            for loop in (True, False):
+                with monkeypatch.context() as m:
+                    if not loop:
+                        m.setattr(dynamics, "kernel_relax", lambda *a, **k: False)
+                    carry = Carry()
+                    phase = prepare_phase(graph, x, y if labelled else None, labelled)
+                    out = relax(graph, looped.initial_states(x), phase, budget, "layer_sequential_sync",
+                                backend="event", prepared=prepared, carry=carry)
+                    results.append((out, carry.state))
+            (a, kept_a), (b, kept_b) = results
+            assert torch.equal(a.states, b.states) and torch.equal(a.sweeps, b.sweeps)
+            assert torch.equal(a.converged, b.converged)
+            assert torch.equal(kept_a.fields[0], kept_b.fields[0])
+            assert torch.allclose(kept_a.errors[0], kept_b.errors[0], rtol=1e-12, atol=0)
+            if budget == 2:
+                assert not bool(a.converged.all())
+    assert used, "the kernel loop was not used"
+    for step in range(50):
+        xs, ys = batch(encoding, b=8, seed=step)
+        looped.local_update(looped.relax(xs, ys), xs, ys)
+        with monkeypatch.context() as m:
+            m.setattr(dynamics, "kernel_relax", lambda *a, **k: False)
+            stepwise.local_update(stepwise.relax(xs, ys), xs, ys)
+    assert_same_state(looped, stepwise)
 
 
 @needs_kernel

@@ -31,6 +31,7 @@ from mlcm_torch.functional.events import (
     async_event_sweep,
     event_couplings,
     event_sweep,
+    kernel_relax,
     exact_constants,
     kernel_layers,
     start_exact,
@@ -391,7 +392,9 @@ def _relax_event(
     else:
         carried = start_exact(graph, states.to(torch.float64), phase)
         fixed = exact_constants(graph, phase)
-    for t in range(max_sweeps):
+    looped = synchronous and check_every == 1 and kernel_relax(
+        graph, carried, phase, prepared, entries, max_sweeps, sweeps, converged)
+    for t in range(0 if looped else max_sweeps):
         if synchronous:
             changed = event_sweep(graph, carried, fixed, phase, prepared, sequential, kernel_entries=entries)
         else:

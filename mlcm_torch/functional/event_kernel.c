@@ -174,6 +174,53 @@ void mlcm_correct(
     }
 }
 
+/* Synchronous sweeps of one layer that receives from no other layer, in a loop, as
+ * events.event_sweep and events._propagate run them one at a time from Python: decide
+ * (mlcm_decide), count the sweep of every sample not yet converged and mark converged the
+ * samples that did not change, correct the fields by the changed neurons (mlcm_correct) and
+ * raise the carried bound by 2 γ_(k+1) scale_i + u reach_i (k the most changes of a sample,
+ * u = 2^-24), until every sample has converged or ``max_sweeps`` ran. A sweep that changed more
+ * than ``dense_pairs`` (sample, neuron) pairs is left uncorrected for the caller's dense product:
+ * ``*pending`` is then its number of changed pairs (else 0). Returns the sweeps run, or -1
+ * (no memory for a re-check: nothing of that sweep was applied). */
+int64_t mlcm_relax_sync(
+    int64_t batch, int64_t size,
+    float *fields, const float *constant,
+    const double *bound_constant, int64_t bound_stride, double *error, double bound_scale,
+    float *states, int64_t states_stride, double j_d, int encoding, int tie,
+    const Term *terms, int64_t n_terms, int64_t self_after, const double *theta,
+    float *delta, int32_t *changed, int64_t *counts, int32_t *pairs, int64_t *rechecked,
+    const float *rows, float divisor, const double *scale, const double *reach, float *work,
+    int64_t max_sweeps, int64_t dense_pairs, int64_t *sweeps, uint8_t *converged, int64_t *pending)
+{
+    const double u = ldexp(1.0, -24);
+    *pending = 0;
+    for (int64_t t = 0; t < max_sweeps; ++t) {
+        int64_t total = mlcm_decide(batch, size, fields, constant, bound_constant, bound_stride, error, bound_scale,
+                                    states, states_stride, j_d, encoding, tie, terms, n_terms, self_after, theta,
+                                    delta, changed, counts, pairs, rechecked);
+        if (total < 0) return -1;
+        int all = 1, most = 0;
+        for (int64_t b = 0; b < batch; ++b) {
+            sweeps[b] += !converged[b];
+            if (counts[b] == 0) converged[b] = 1;
+            all &= converged[b] != 0;
+            if (counts[b] > most) most = (int)counts[b];
+        }
+        if (total > dense_pairs) {
+            *pending = total;
+            return t + 1;
+        }
+        if (total > 0) {
+            mlcm_correct(batch, size, size, delta, changed, counts, rows, divisor, 1.0f, fields, size, work);
+            double n = (double)(most + 1), gamma = n * u / (1.0 - n * u);
+            for (int64_t i = 0; i < size; ++i) error[i] = error[i] + 2.0 * gamma * scale[i] + u * reach[i];
+        }
+        if (all) return t + 1;
+    }
+    return max_sweeps;
+}
+
 /* Binary ±1 couplings and states packed one bit per value (bit set: +1), fields by XOR and
  * popcount (mlcm_torch/functional/packed.py): for ±1 values a_j, b_j,
  * Σ_j a_j b_j = n − 2·popcount(a XOR b), an exact integer. Padding bits are zero in both.

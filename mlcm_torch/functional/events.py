@@ -581,6 +581,55 @@ def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelL
     return total
 
 
+def kernel_relax(
+    graph: Graph, carried: EventState, phase: Phase, couplings: EventCouplings,
+    entries: list[KernelLayer | None] | None, max_sweeps: int, sweeps: Tensor, converged: Tensor,
+    dense_fraction: float = DENSE_FRACTION,
+) -> bool:
+    """The sweeps of :func:`event_sweep` for a one-layer graph in the compiled kernel's loop
+    (``mlcm_relax_sync``: the same decisions, corrections and bounds, without a return to Python
+    per sweep), updating ``sweeps`` and ``converged`` as :func:`~mlcm_torch.functional.dynamics.relax`
+    does; a sweep that changed too much for the kernel's per-sample sums comes back for the dense
+    product (:func:`_propagate`) and the loop goes on. Returns False, having done nothing, where
+    it does not apply: several layers, a layer the kernel does not decide, a coupling out of the
+    layer, or counters that are not contiguous CPU tensors."""
+    if entries is None or len(graph.layers) != 1 or entries[0] is None or max_sweeps <= 0:
+        return False
+    entry, spec, rows = entries[0], graph.layers[0], couplings.rows[0]
+    if (spec.J is None or rows is None or rows.dim() != 2 or not rows.is_contiguous()
+            or any(c.strength != 0 for _, c in graph.incoming_from(0, phase.feedback))
+            or sweeps.dtype != torch.int64 or converged.dtype != torch.bool or sweeps.device.type != "cpu"
+            or not (sweeps.is_contiguous() and converged.is_contiguous())):
+        return False
+    states, fields = carried.states, carried.fields[0]
+    u = torch.finfo(torch.float32).eps / 2
+    scale, reach = couplings.scale[0].contiguous(), couplings.reach[0].contiguous()
+    rechecked, pending = ctypes.c_int64(), ctypes.c_int64()
+    done = 0
+    while done < max_sweeps:
+        error = carried.errors[0].clone(memory_format=torch.contiguous_format)
+        carried.errors[0] = error
+        ran = kernel.library().mlcm_relax_sync(
+            states.shape[0], spec.size, fields.data_ptr(), entry.constant.data_ptr(),
+            entry.bound_constant.data_ptr(), spec.size, error.data_ptr(), 2 / (1 - 4 * u),
+            states.data_ptr(), states.stride(0), float(spec.j_d),
+            ENCODINGS.index(spec.encoding), TIES.index(spec.tie), ctypes.addressof(entry.terms), entry.n_terms,
+            1, entry.theta.data_ptr() if entry.theta is not None else None,
+            entry.delta.data_ptr(), entry.changed.data_ptr(), entry.counts.data_ptr(), entry.pairs.data_ptr(),
+            ctypes.byref(rechecked), rows.data_ptr(), spec.unit, scale.data_ptr(), reach.data_ptr(),
+            entry.work.data_ptr(), max_sweeps - done, int(KERNEL_DENSE_FRACTION * entry.delta.numel()),
+            sweeps.data_ptr(), converged.data_ptr(), ctypes.byref(pending))
+        if ran < 0:
+            raise MemoryError(f"event kernel: no memory for the exact re-check of {rechecked.value} fields")
+        done += ran
+        if pending.value:
+            lists = (entry, pending.value, int(entry.counts.max()))
+            _propagate(graph, couplings, carried, 0, entry.delta, phase, dense_fraction, lists)
+        if bool(converged.all()):
+            break
+    return True
+
+
 def event_sweep(
     graph: Graph,
     carried: EventState,
