@@ -12,8 +12,8 @@
  *   of the layer); the change Δ is written densely and as a list of changed neurons per sample.
  *
  * mlcm_correct: F_post[b] += strength * (Σ_(changed i) Δ_bi rows[i]) / divisor, the sum in
- *   float32 in the order of the changed list, as the gathered products of events._product
- *   (their error bound γ_(k+1) covers any order).
+ *   double in the order of the changed list, rounded to float32 once when added to F (so its
+ *   error is within γ^(64)_(k+2) Σ |terms| plus one float32 rounding of F, events._correct).
  *
  * Built by mlcm_torch/functional/kernel.py with the system C compiler; without one the same
  * sweep runs in PyTorch operations.
@@ -151,26 +151,21 @@ int64_t mlcm_decide(
 void mlcm_correct(
     int64_t batch, int64_t pre_size, int64_t post_size,
     const float *delta, const int32_t *changed, const int64_t *counts,
-    const float *rows, float divisor, float strength, float *fields, int64_t fields_stride, float *work)
+    const float *rows, double divisor, double strength, float *fields, int64_t fields_stride, double *work)
 {
     for (int64_t b = 0; b < batch; ++b) {
         int64_t count = counts[b];
         if (count == 0) continue;
         const float *d = delta + b * pre_size;
         const int32_t *list = changed + b * pre_size;
-        memset(work, 0, sizeof(float) * (size_t)post_size);
+        memset(work, 0, sizeof(double) * (size_t)post_size);
         for (int64_t k = 0; k < count; ++k) {
-            float dk = d[list[k]];
+            double dk = d[list[k]];
             const float *row = rows + (int64_t)list[k] * post_size;
-            for (int64_t j = 0; j < post_size; ++j) work[j] += dk * row[j];
+            for (int64_t j = 0; j < post_size; ++j) work[j] += dk * (double)row[j];
         }
         float *f = fields + b * fields_stride;
-        if (divisor != 1.0f)
-            for (int64_t j = 0; j < post_size; ++j) work[j] = work[j] / divisor;
-        if (strength != 1.0f)
-            for (int64_t j = 0; j < post_size; ++j) f[j] += strength * work[j];
-        else
-            for (int64_t j = 0; j < post_size; ++j) f[j] += work[j];
+        for (int64_t j = 0; j < post_size; ++j) f[j] = (float)((double)f[j] + strength * (work[j] / divisor));
     }
 }
 
@@ -178,8 +173,8 @@ void mlcm_correct(
  * events.event_sweep and events._propagate run them one at a time from Python: decide
  * (mlcm_decide), count the sweep of every sample not yet converged and mark converged the
  * samples that did not change, correct the fields by the changed neurons (mlcm_correct) and
- * raise the carried bound by 2 γ_(k+1) scale_i + u reach_i (k the most changes of a sample,
- * u = 2^-24), until every sample has converged or ``max_sweeps`` ran. A sweep that changed more
+ * raise the carried bound by 2 γ^(64)_(k+2) scale_i + u reach_i (k the most changes of a sample,
+ * u = 2^-24, γ^(64) of double precision), until every sample has converged or ``max_sweeps`` ran. A sweep that changed more
  * than ``dense_pairs`` (sample, neuron) pairs is left uncorrected for the caller's dense product:
  * ``*pending`` is then its number of changed pairs (else 0). Returns the sweeps run, or -1
  * (no memory for a re-check: nothing of that sweep was applied). */
@@ -190,7 +185,7 @@ int64_t mlcm_relax_sync(
     float *states, int64_t states_stride, double j_d, int encoding, int tie,
     const Term *terms, int64_t n_terms, int64_t self_after, const double *theta,
     float *delta, int32_t *changed, int64_t *counts, int32_t *pairs, int64_t *rechecked,
-    const float *rows, float divisor, const double *scale, const double *reach, float *work,
+    const float *rows, double divisor, const double *scale, const double *reach, double *work,
     int64_t max_sweeps, int64_t dense_pairs, int64_t *sweeps, uint8_t *converged, int64_t *pending)
 {
     const double u = ldexp(1.0, -24);
@@ -212,8 +207,8 @@ int64_t mlcm_relax_sync(
             return t + 1;
         }
         if (total > 0) {
-            mlcm_correct(batch, size, size, delta, changed, counts, rows, divisor, 1.0f, fields, size, work);
-            double n = (double)(most + 1), gamma = n * u / (1.0 - n * u);
+            mlcm_correct(batch, size, size, delta, changed, counts, rows, divisor, 1.0, fields, size, work);
+            double n = (double)(most + 2), u64 = ldexp(1.0, -53), gamma = n * u64 / (1.0 - n * u64);
             for (int64_t i = 0; i < size; ++i) error[i] = error[i] + 2.0 * gamma * scale[i] + u * reach[i];
         }
         if (all) return t + 1;

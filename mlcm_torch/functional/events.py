@@ -34,7 +34,6 @@ in one vectorised scan, the stretch of the random order in which no sample chang
 from __future__ import annotations
 
 import ctypes
-import math
 import warnings
 from typing import Callable, NamedTuple
 
@@ -43,7 +42,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mlcm_torch.functional import kernel
-from mlcm_torch.functional.fields import add_self_coupling, coupling_sum, layer_activate, source_drive, zero_one_thresholds
+from mlcm_torch.functional.fields import (
+    add_self_coupling, blocked_product, coupling_sum, layer_activate, product_depth, source_drive, zero_one_thresholds,
+)
 from mlcm_torch.functional.graph import ENCODINGS, TIES, Graph, Layer, Phase
 
 DENSE_FRACTION = 0.25
@@ -67,19 +68,6 @@ SPARSE_DENSITY = 0.05
 of non-zero entries keeps a CSR copy, and its dense products run on it (16 × 2000 with 1 %
 non-zero on a 2-core AMD EPYC: 0.15 ms against 3.9 ms dense; the copy costs ~15 ms per coupling
 version, so only relaxations that reuse it, such as inference, ask for it)."""
-
-PRODUCT_BLOCK = 100
-"""Dense corrections sum the presynaptic neurons in blocks of this many (:func:`_dense_product`):
-each field is then a sum of ⌈n/100⌉ block sums, whose rounding is bounded by γ_(100 + ⌈n/100⌉)
-instead of γ_n for one product over all n (14× tighter at n = 1600), so fewer neurons fall
-within the bound and are re-checked in float64 (``mnist.yaml``'s training step: 8.5 re-checks
-per sweep instead of 15.7, of 16 × 1600 decisions). For small batches the blocked product
-costs about as much as the plain one (one batched GEMM over views, then a sum)."""
-PRODUCT_ROWS = 32
-"""Only products of at most this many samples are blocked: there the plain product is bound by
-reading J and the blocked one costs about as much, while for larger batches its block sums
-(⌈n/100⌉ × rows × N) cost more than the re-checks they save (at 128 samples ×1.2, at 1000 ×2.8;
-inference on 500-sample batches ran ~30 % slower blocked)."""
 
 _F64 = torch.float64
 
@@ -289,7 +277,8 @@ def constants(graph: Graph, phase: Phase, couplings: EventCouplings,
             value = value + drive
             if coupling.W is not None:
                 width = coupling.W.shape[1]
-                error = error + abs(coupling.strength) * _gamma(width + 1, drive.dtype) * couplings.coupling_l1[k]
+                depth = product_depth(drive.shape[0], width, drive.device) if drive.dim() == 2 else width
+                error = error + abs(coupling.strength) * _gamma(depth + 1, drive.dtype) * couplings.coupling_l1[k]
             error = error + torch.finfo(drive.dtype).eps / 2 * drive.abs().to(_F64)
         threshold = phase.thresholds[layer]
         if threshold is not None:
@@ -357,26 +346,15 @@ def _csr(delta: Tensor) -> Tensor:
 
 
 def _dense_product(delta: Tensor, rows: Tensor, sparse: Tensor | None) -> tuple[Tensor, int]:
-    """(Σ_j M_ij delta_bj for every sample b, a bound on the depth of its sums): ``delta @ rows``
-    from the CSR copy of M where there is one (any order: the bound is the width), else in blocks
-    of :data:`PRODUCT_BLOCK` presynaptic neurons — one batched product of the blocks, then their
-    sum. Each block sum has at most 100 terms and the blocks are at most ⌈n/100⌉ summands, so in
-    any order of evaluation the rounding is within γ_(100 + ⌈n/100⌉) Σ_j |M_ij delta_bj|
-    (γ_a + γ_b + γ_a γ_b ≤ γ_(a+b)), the depth returned."""
+    """(Σ_j M_ij delta_bj for every sample b, a bound on the roundings of its sums): ``delta @
+    rows`` from the CSR copy of M where there is one (any order: the bound is the width), else a
+    :func:`~mlcm_torch.functional.fields.blocked_product` (:func:`~mlcm_torch.functional.fields.product_depth`)."""
     width = delta.shape[-1]
     if sparse is not None and delta.dim() == 2:
         return torch.sparse.mm(sparse, delta.transpose(0, 1)).transpose(0, 1), width
-    blocks = width // PRODUCT_BLOCK
-    if (delta.dim() != 2 or rows.dim() != 2 or blocks < 2 or delta.shape[0] > PRODUCT_ROWS
-            or not rows.is_contiguous()):
+    if delta.dim() != 2 or rows.dim() != 2:
         return torch.matmul(delta, rows), width
-    full = blocks * PRODUCT_BLOCK
-    products = torch.bmm(delta[:, :full].reshape(-1, blocks, PRODUCT_BLOCK).transpose(0, 1),
-                         rows[:full].view(blocks, PRODUCT_BLOCK, rows.shape[1]))
-    out = products.sum(dim=0)
-    if full < width:
-        out += delta[:, full:] @ rows[full:]
-    return out, PRODUCT_BLOCK + math.ceil(width / PRODUCT_BLOCK)
+    return blocked_product(delta, rows), product_depth(delta.shape[0], width, delta.device)
 
 
 def _product(delta: Tensor, rows: Tensor | None, matrix: Tensor, dense_fraction: float,
@@ -431,11 +409,13 @@ class KernelLayer(NamedTuple):
 def _correct(
     fields: Tensor, delta: Tensor, rows: Tensor | None, matrix: Tensor, strength: float, divisor: float,
     dense_fraction: float, lists: tuple[KernelLayer, int, int] | None, sparse: Tensor | None = None,
-) -> int | None:
+) -> float | None:
     """fields += strength · (M delta) / divisor over the changed presynaptic neurons, in place;
-    returns the bound on the terms of each sum (None: nothing changed). ``lists``: the kernel's
-    changed lists of ``delta``, their total and the largest count of a sample, for a per-sample
-    sum in C; ``sparse``: M in CSR, for dense products."""
+    returns ρ, the relative bound on the rounding of the sums before they are added to F (each
+    within ρ Σ_j |M_ij delta_j|; None: nothing changed): γ_(n+1) in the fields' dtype for sums
+    of n terms in it, γ^(64)_(k+2) for the kernel's double sums of k terms. ``lists``: the
+    kernel's changed lists of ``delta``, their total and the largest count of a sample, for a
+    per-sample sum in C; ``sparse``: M in CSR, for dense products."""
     if lists is not None and rows is not None and rows.dim() == 2:
         layer, total, most = lists
         if total == 0:
@@ -445,7 +425,7 @@ def _correct(
                 delta.shape[0], delta.shape[1], rows.shape[1], delta.data_ptr(), layer.changed.data_ptr(),
                 layer.counts.data_ptr(), rows.data_ptr(), divisor, strength, fields.data_ptr(), fields.shape[-1],
                 layer.work.data_ptr())
-            return most
+            return _gamma(most + 2, _F64)
         change, terms = _dense_product(delta, rows, sparse)
     else:
         result = _product(delta, rows, matrix, dense_fraction, sparse)
@@ -455,7 +435,7 @@ def _correct(
     if divisor != 1.0:
         change = change / divisor
     fields += change if strength == 1.0 else strength * change
-    return terms
+    return _gamma(terms + 1, delta.dtype)
 
 
 def _propagate(
@@ -469,10 +449,9 @@ def _propagate(
     if spec.J is not None:
         divisor = spec.unit if spec.J.dtype != torch.int8 else 1.0
         sparse = couplings.sparse[layer] if couplings.sparse else None
-        k = _correct(fields[layer], delta, couplings.rows[layer], spec.J, 1.0, divisor, dense_fraction, lists, sparse)
-        if k is not None and errors[layer] is not None:
-            errors[layer] = errors[layer] + 2 * _gamma(k + 1, delta.dtype) * couplings.scale[layer] \
-                + u * couplings.reach[layer]
+        rho = _correct(fields[layer], delta, couplings.rows[layer], spec.J, 1.0, divisor, dense_fraction, lists, sparse)
+        if rho is not None and errors[layer] is not None:
+            errors[layer] = errors[layer] + 2 * rho * couplings.scale[layer] + u * couplings.reach[layer]
     for k, coupling in graph.incoming_from(layer, phase.feedback):
         if coupling.strength == 0:
             continue
@@ -480,13 +459,12 @@ def _propagate(
         if coupling.W is None:
             fields[post] += coupling.strength * F.pad(delta, (0, graph.layers[post].size - delta.shape[-1]))
         else:
-            terms = _correct(fields[post], delta, couplings.coupling_rows[k], coupling.W, coupling.strength, 1.0,
-                             dense_fraction, lists)
-            if terms is None:
+            rho = _correct(fields[post], delta, couplings.coupling_rows[k], coupling.W, coupling.strength, 1.0,
+                           dense_fraction, lists)
+            if rho is None:
                 continue
             if errors[post] is not None:
-                errors[post] = errors[post] + 2 * abs(coupling.strength) * _gamma(terms + 1, delta.dtype) \
-                    * couplings.coupling_l1[k]
+                errors[post] = errors[post] + 2 * abs(coupling.strength) * rho * couplings.coupling_l1[k]
         if errors[post] is not None:
             errors[post] = errors[post] + u * couplings.reach[post]
 
@@ -557,7 +535,7 @@ def kernel_layers(
             constant, bound_constant, (kernel.Term * max(len(terms), 1))(*terms), len(terms), theta, tuple(keep),
             torch.zeros(batch, spec.size, dtype=torch.float32), torch.zeros(batch, spec.size, dtype=torch.int32),
             torch.zeros(batch, dtype=torch.int64), torch.empty(batch * spec.size, dtype=torch.int32),
-            torch.zeros(max(graph.sizes), dtype=torch.float32)))
+            torch.zeros(max(graph.sizes), dtype=_F64)))
     return out if any(entry is not None for entry in out) else None
 
 

@@ -265,6 +265,33 @@ class Network(Configurable, nn.Module):
             return None
         return kept[3]
 
+    @staticmethod
+    def _coupling_versions(graph: Graph) -> tuple:
+        return tuple((id(t), t._version) for t in (*(spec.J for spec in graph.layers), *(c.W for c in graph.couplings))
+                     if t is not None)
+
+    def _kept_fields(self, graph: Graph, states: Tensor) -> tuple[list[Tensor | None], list[Tensor | None]] | None:
+        """The fields F^l and their error bounds that the last training relaxation's free phase
+        carried (event backend) when it ended in these very ``states`` with the couplings
+        unchanged since, for the ±1 layers whose F^l holds exactly the margin's terms from
+        layers (every coupling from a layer active in the free phase counts in the margin and
+        vice versa); None when there are none."""
+        cached = self.__dict__.get("_field_cache")
+        kept = cached[0].state if cached is not None else None
+        if (kept is None or cached[1] != self._coupling_versions(graph) or kept.states.shape != states.shape
+                or not torch.equal(kept.states, states)):
+            return None
+        fields, errors = [], []
+        for layer, spec in enumerate(graph.layers):
+            active = {k for k, c in graph.incoming(layer, False) if not isinstance(c.pre, str) and c.strength != 0}
+            margin = {k for k, c in enumerate(graph.couplings)
+                      if c.post == layer and c.margin and c.strength != 0 and not isinstance(c.pre, str)}
+            usable = (spec.encoding == "pm1" and spec.J is not None and kept.errors[layer] is not None
+                      and kept.fields[layer] is not None and active == margin)
+            fields.append(kept.fields[layer] if usable else None)
+            errors.append(kept.errors[layer] if usable else None)
+        return (fields, errors) if any(f is not None for f in fields) else None
+
     @torch.no_grad()
     def relax_phases(self, x: Tensor, y: Tensor | None = None) -> dict[str, Relaxation]:
         """Every phase :meth:`relax` runs, in order, as flat-state relaxations: ``free`` alone
@@ -274,6 +301,7 @@ class Network(Configurable, nn.Module):
         x = x.to(self.layers[0].J.dtype)
         graph, dynamics = self.graph(), self._dynamics
         states = self.initial_states(x)
+        self.__dict__["_field_cache"] = None
         free = prepare_phase(graph, x, None, False)
         self.__dict__["_drive_cache"] = None if x.is_inference() else (
             weakref.ref(x), x._version, self._input_key(graph), free.drives)  # inference tensors have no version
@@ -288,6 +316,7 @@ class Network(Configurable, nn.Module):
             states = phases["warmup"].states
         phases["clamped"] = self._run(graph, states, clamped, dynamics.max_sweeps, True, carry)
         phases["free"] = self._run(graph, phases["clamped"].states, free, dynamics.free_budget, True, carry)
+        self.__dict__["_field_cache"] = (carry, self._coupling_versions(graph))
         return phases
 
     @torch.no_grad()
@@ -335,12 +364,13 @@ class Network(Configurable, nn.Module):
         flat = relaxation.states.reshape(batch, -1)
         states, x_pm = self._pm1(flat), self._pm1(x.to(flat.dtype))
         graph = self.graph()
+        bounds = self._row_l1_bounds()
         rule = perceptron_rule(
             graph, states, x_pm, [layer.robustness for layer in self.layers],
             [layer.lr > 0 for layer in self.layers], [c.lr > 0 for c in self.couplings],
-            self._kept_drives(graph, x_pm),
+            self._kept_drives(graph, x_pm), bounds, self._kept_fields(graph, flat),
         )
-        bounds = self._row_l1_bounds()
+        self.__dict__["_field_cache"] = None
         for module, delta in (*zip(self.layers, rule.layers), *zip(self.couplings, rule.couplings)):
             if delta is None:
                 continue
@@ -376,6 +406,7 @@ class Network(Configurable, nn.Module):
     def __getstate__(self) -> dict:
         state = dict(super().__getstate__())
         state.pop("_drive_cache", None)  # a weak reference to the last input: a copy starts without it
+        state.pop("_field_cache", None)
         return state
 
     def get_extra_state(self) -> dict:
