@@ -11,16 +11,17 @@
  *   states replace the old ones after all neurons of a sample are decided (a synchronous update
  *   of the layer); the change Δ is written densely and as a list of changed neurons per sample.
  *
- * mlcm_correct: F_post[b] += strength * (Σ_(changed i) Δ_bi rows[i]) / divisor, the sum in
- *   double in the order of the changed list, rounded to float32 once when added to F (so its
- *   error is within γ^(64)_(k+2) Σ |terms| plus one float32 rounding of F, events._correct).
+ * mlcm_correct: F_post[b] += strength * (Σ_(changed i) Δ_bi rows[i]) / divisor: the changed
+ *   rows in groups of four in the order of the changed list, each group summed pairwise in
+ *   float32 (Δ is 0, ±1 or ±2, so Δ times a row is exact; each term meets two roundings), the
+ *   groups summed in double, rounded to float32 once when added to F: the error is within
+ *   (γ_2 + γ^(64)_(⌈k/4⌉+2)) Σ |terms| plus one float32 rounding of F (events._correct).
  *
  * Built by mlcm_torch/functional/kernel.py with the system C compiler; without one the same
  * sweep runs in PyTorch operations.
  */
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -34,44 +35,30 @@ typedef struct {
     double divisor;
 } Term;
 
-/* The exact fields of the flagged (sample, neuron) pairs in double, each added up in the order
- * of events._exact_fields (and of the dense path), so that a field that is zero in real
- * arithmetic rounds alike: the terms in order, the self-coupling term J_D s_i after the first
- * ``self_after`` of them (1 when the first is the layer's J, else 0), the threshold last; each
- * term's sum over j in increasing j. The pairs are evaluated together, j outermost, so that the
- * couplings are read column after column (a neuron's row of a column-major J is strided; one
- * at a time it costs a cache miss per coupling); every pair still sees the same operations in
- * the same order as alone. ``pairs`` holds b * size + i; ``h`` and ``sum`` are work rows. */
-static void exact_fields(int64_t n_pairs, const int32_t *pairs, int64_t size, const Term *terms, int64_t n_terms,
-                         int64_t self_after, double j_d, const float *states, int64_t states_stride,
-                         const double *theta, double *h, double *sum, int64_t *sample, int64_t *neuron) {
-    for (int64_t p = 0; p < n_pairs; ++p) {
-        sample[p] = pairs[p] / size;
-        neuron[p] = pairs[p] % size;
-        h[p] = 0.0;
-    }
-    for (int64_t t = 0; t <= n_terms; ++t) {
-        if (t == self_after || (t == n_terms && self_after >= n_terms))
-            for (int64_t p = 0; p < n_pairs; ++p)
-                h[p] += j_d * (double)states[sample[p] * states_stride + neuron[p]];
-        if (t == n_terms) break;
+/* The exact field of neuron i of sample b in double, added up in the order of
+ * events._exact_fields (and of the dense path), so that a field that is zero in real arithmetic
+ * rounds alike: the terms in order, the self-coupling term J_D s_i after the first ``self_after``
+ * of them (1 when the first is the layer's J, else 0), the threshold last; each term's sum over
+ * j in increasing j. */
+static double exact_field(int64_t b, int64_t i, const Term *terms, int64_t n_terms, int64_t self_after,
+                          double self_term, const double *theta) {
+    double h = 0.0;
+    for (int64_t t = 0; t < n_terms; ++t) {
+        if (t == self_after) h += self_term;
         const Term *term = &terms[t];
+        const float *v = term->source + b * term->source_stride;
+        double sum = 0.0;
         if (term->matrix == NULL) {
-            for (int64_t p = 0; p < n_pairs; ++p)
-                sum[p] = neuron[p] < term->width ? (double)term->source[sample[p] * term->source_stride + neuron[p]] : 0.0;
+            sum = i < term->width ? (double)v[i] : 0.0;
         } else {
-            for (int64_t p = 0; p < n_pairs; ++p) sum[p] = 0.0;
-            for (int64_t j = 0; j < term->width; ++j) {
-                const float *column = term->matrix + j * term->col_stride;
-                const float *v = term->source + j;
-                for (int64_t p = 0; p < n_pairs; ++p)
-                    sum[p] += (double)column[neuron[p] * term->row_stride] * (double)v[sample[p] * term->source_stride];
-            }
+            const float *m = term->matrix + i * term->row_stride;
+            for (int64_t j = 0; j < term->width; ++j) sum += (double)m[j * term->col_stride] * (double)v[j];
         }
-        for (int64_t p = 0; p < n_pairs; ++p) h[p] += term->strength * (sum[p] / term->divisor);
+        h += term->strength * (sum / term->divisor);
     }
-    if (theta != NULL)
-        for (int64_t p = 0; p < n_pairs; ++p) h[p] -= theta[neuron[p]];
+    if (self_after >= n_terms) h += self_term;
+    if (theta != NULL) h -= theta[i];
+    return h;
 }
 
 /* The decision on a field h, as fields.activate: for h != 0 every tie rule gives "active iff
@@ -87,9 +74,9 @@ static float decide(double h, float s, int encoding, int tie) {
 }
 
 /* Sure neurons (|h| > bound, so h != 0) are decided in one branch-free pass; the unsure ones
- * of every sample (listed in ``pairs``, batch * size entries) are re-evaluated exactly together
- * (exact_fields, from the states before the sweep), then each sample's states are replaced.
- * Returns the number of changed pairs, or -1 when the work rows could not be allocated. */
+ * of every sample (listed in ``pairs``, batch * size entries) are re-evaluated exactly
+ * (exact_field, from the states before the sweep), then each sample's states are replaced.
+ * Returns the number of changed pairs. */
 int64_t mlcm_decide(
     int64_t batch, int64_t size,
     const float *fields, const float *constant,
@@ -105,33 +92,23 @@ int64_t mlcm_decide(
         const double *restrict a = bound_constant + b * bound_stride;
         const float *restrict s = states + b * states_stride;
         float *restrict d = delta + b * size;
+        int32_t *restrict close = changed + b * size;  /* scratch until the change lists are written */
+        int32_t flagged = 0;
         for (int64_t i = 0; i < size; ++i) {
             double h = (double)f[i] + j_d * (double)s[i] + (double)c[i];
+            close[i] = fabs(h) <= bound_scale * (error[i] + a[i]);
+            flagged += close[i];
             d[i] = (h > 0.0 ? on : off) - s[i];
         }
-        for (int64_t i = 0; i < size; ++i) {
-            double h = (double)f[i] + j_d * (double)s[i] + (double)c[i];
-            if (fabs(h) <= bound_scale * (error[i] + a[i])) pairs[unsure++] = (int32_t)(b * size + i);
-        }
+        if (flagged)
+            for (int64_t i = 0; i < size; ++i)
+                if (close[i]) pairs[unsure++] = (int32_t)(b * size + i);
     }
-    if (unsure) {
-        double *work = malloc(sizeof(double) * 2 * (size_t)unsure);
-        int64_t *where = malloc(sizeof(int64_t) * 2 * (size_t)unsure);
-        if (work == NULL || where == NULL) {
-            free(work);
-            free(where);
-            *rechecked = unsure;
-            return -1;
-        }
-        exact_fields(unsure, pairs, size, terms, n_terms, self_after, j_d, states, states_stride, theta,
-                     work, work + unsure, where, where + unsure);
-        free(where);
-        for (int64_t p = 0; p < unsure; ++p) {
-            int64_t b = pairs[p] / size, i = pairs[p] % size;
-            float s = states[b * states_stride + i];
-            delta[b * size + i] = decide(work[p], s, encoding, tie) - s;
-        }
-        free(work);
+    for (int64_t p = 0; p < unsure; ++p) {  /* states are replaced below: every field sees the old ones */
+        int64_t b = pairs[p] / size, i = pairs[p] % size;
+        float s = states[b * states_stride + i];
+        double h = exact_field(b, i, terms, n_terms, self_after, j_d * (double)s, theta);
+        delta[b * size + i] = decide(h, s, encoding, tie) - s;
     }
     for (int64_t b = 0; b < batch; ++b) {
         float *restrict s = states + b * states_stride;
@@ -148,23 +125,51 @@ int64_t mlcm_decide(
     return total;
 }
 
+/* Σ of up to four rows k..k+n-1 of the changed list times their Δ at element j, pairwise in
+ * float32 (each Δ times a coupling is exact: Δ is 0, ±1 or ±2). */
+static inline float group_sum(int64_t n, const float *dk, const float *const *r, int64_t j) {
+    if (n == 4) return (dk[0] * r[0][j] + dk[1] * r[1][j]) + (dk[2] * r[2][j] + dk[3] * r[3][j]);
+    if (n == 3) return (dk[0] * r[0][j] + dk[1] * r[1][j]) + dk[2] * r[2][j];
+    if (n == 2) return dk[0] * r[0][j] + dk[1] * r[1][j];
+    return dk[0] * r[0][j];
+}
+
+static void load_group(const float *d, const int32_t *list, int64_t k, int64_t n, const float *rows,
+                       int64_t post_size, float *dk, const float **r) {
+    for (int64_t q = 0; q < n; ++q) {
+        dk[q] = d[list[k + q]];
+        r[q] = rows + (int64_t)list[k + q] * post_size;
+    }
+}
+
 void mlcm_correct(
     int64_t batch, int64_t pre_size, int64_t post_size,
     const float *delta, const int32_t *changed, const int64_t *counts,
     const float *rows, double divisor, double strength, float *fields, int64_t fields_stride, double *work)
 {
+    float dk[4];
+    const float *r[4];
     for (int64_t b = 0; b < batch; ++b) {
         int64_t count = counts[b];
         if (count == 0) continue;
         const float *d = delta + b * pre_size;
         const int32_t *list = changed + b * pre_size;
-        memset(work, 0, sizeof(double) * (size_t)post_size);
-        for (int64_t k = 0; k < count; ++k) {
-            double dk = d[list[k]];
-            const float *row = rows + (int64_t)list[k] * post_size;
-            for (int64_t j = 0; j < post_size; ++j) work[j] += dk * (double)row[j];
-        }
         float *f = fields + b * fields_stride;
+        if (count <= 4) {  /* one group: added to F directly */
+            load_group(d, list, 0, count, rows, post_size, dk, r);
+            for (int64_t j = 0; j < post_size; ++j)
+                f[j] = (float)((double)f[j] + strength * ((double)group_sum(count, dk, r, j) / divisor));
+            continue;
+        }
+        memset(work, 0, sizeof(double) * (size_t)post_size);
+        for (int64_t k = 0; k < count; k += 4) {
+            int64_t n = count - k < 4 ? count - k : 4;
+            load_group(d, list, k, n, rows, post_size, dk, r);
+            if (n == 4)
+                for (int64_t j = 0; j < post_size; ++j) work[j] += (double)group_sum(4, dk, r, j);
+            else
+                for (int64_t j = 0; j < post_size; ++j) work[j] += (double)group_sum(n, dk, r, j);
+        }
         for (int64_t j = 0; j < post_size; ++j) f[j] = (float)((double)f[j] + strength * (work[j] / divisor));
     }
 }
@@ -173,11 +178,10 @@ void mlcm_correct(
  * events.event_sweep and events._propagate run them one at a time from Python: decide
  * (mlcm_decide), count the sweep of every sample not yet converged and mark converged the
  * samples that did not change, correct the fields by the changed neurons (mlcm_correct) and
- * raise the carried bound by 2 γ^(64)_(k+2) scale_i + u reach_i (k the most changes of a sample,
- * u = 2^-24, γ^(64) of double precision), until every sample has converged or ``max_sweeps`` ran. A sweep that changed more
+ * raise the carried bound by 2 (γ_2 + γ^(64)_(⌈k/4⌉+2)) scale_i + u reach_i (k the most changes
+ * of a sample, u = 2^-24, γ^(64) of double precision), until every sample has converged or ``max_sweeps`` ran. A sweep that changed more
  * than ``dense_pairs`` (sample, neuron) pairs is left uncorrected for the caller's dense product:
- * ``*pending`` is then its number of changed pairs (else 0). Returns the sweeps run, or -1
- * (no memory for a re-check: nothing of that sweep was applied). */
+ * ``*pending`` is then its number of changed pairs (else 0). Returns the sweeps run. */
 int64_t mlcm_relax_sync(
     int64_t batch, int64_t size,
     float *fields, const float *constant,
@@ -194,7 +198,6 @@ int64_t mlcm_relax_sync(
         int64_t total = mlcm_decide(batch, size, fields, constant, bound_constant, bound_stride, error, bound_scale,
                                     states, states_stride, j_d, encoding, tie, terms, n_terms, self_after, theta,
                                     delta, changed, counts, pairs, rechecked);
-        if (total < 0) return -1;
         int all = 1, most = 0;
         for (int64_t b = 0; b < batch; ++b) {
             sweeps[b] += !converged[b];
@@ -208,7 +211,8 @@ int64_t mlcm_relax_sync(
         }
         if (total > 0) {
             mlcm_correct(batch, size, size, delta, changed, counts, rows, divisor, 1.0, fields, size, work);
-            double n = (double)(most + 2), u64 = ldexp(1.0, -53), gamma = n * u64 / (1.0 - n * u64);
+            double n = (double)((most + 3) / 4 + 2), u64 = ldexp(1.0, -53);
+            double gamma = 2.0 * u / (1.0 - 2.0 * u) + n * u64 / (1.0 - n * u64);
             for (int64_t i = 0; i < size; ++i) error[i] = error[i] + 2.0 * gamma * scale[i] + u * reach[i];
         }
         if (all) return t + 1;

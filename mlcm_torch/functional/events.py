@@ -413,7 +413,8 @@ def _correct(
     """fields += strength · (M delta) / divisor over the changed presynaptic neurons, in place;
     returns ρ, the relative bound on the rounding of the sums before they are added to F (each
     within ρ Σ_j |M_ij delta_j|; None: nothing changed): γ_(n+1) in the fields' dtype for sums
-    of n terms in it, γ^(64)_(k+2) for the kernel's double sums of k terms. ``lists``: the
+    of n terms in it, γ_2 + γ^(64)_(⌈k/4⌉+2) for the kernel's sums of k terms (float32 groups of
+    four, summed in double). ``lists``: the
     kernel's changed lists of ``delta``, their total and the largest count of a sample, for a
     per-sample sum in C; ``sparse``: M in CSR, for dense products."""
     if lists is not None and rows is not None and rows.dim() == 2:
@@ -425,7 +426,7 @@ def _correct(
                 delta.shape[0], delta.shape[1], rows.shape[1], delta.data_ptr(), layer.changed.data_ptr(),
                 layer.counts.data_ptr(), rows.data_ptr(), divisor, strength, fields.data_ptr(), fields.shape[-1],
                 layer.work.data_ptr())
-            return _gamma(most + 2, _F64)
+            return _gamma(2, torch.float32) + _gamma((most + 3) // 4 + 2, _F64)
         change, terms = _dense_product(delta, rows, sparse)
     else:
         result = _product(delta, rows, matrix, dense_fraction, sparse)
@@ -546,7 +547,7 @@ def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelL
     error = carried.errors[layer].contiguous()
     rechecked = ctypes.c_int64()
     u = torch.finfo(torch.float32).eps / 2
-    total = kernel.library().mlcm_decide(
+    return kernel.library().mlcm_decide(
         states.shape[0], spec.size, carried.fields[layer].data_ptr(), entry.constant.data_ptr(),
         entry.bound_constant.data_ptr(), spec.size, error.data_ptr(), float(__import__("os").environ.get("BS", 2)) / (1 - 4 * u),
         states[:, graph.slice(layer)].data_ptr(), states.stride(0), float(spec.j_d),
@@ -554,9 +555,6 @@ def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelL
         1 if spec.J is not None else 0, entry.theta.data_ptr() if entry.theta is not None else None,
         entry.delta.data_ptr(),
         entry.changed.data_ptr(), entry.counts.data_ptr(), entry.pairs.data_ptr(), ctypes.byref(rechecked))
-    if total < 0:
-        raise MemoryError(f"event kernel: no memory for the exact re-check of {rechecked.value} fields of layer {layer}")
-    return total
 
 
 def kernel_relax(
@@ -597,8 +595,6 @@ def kernel_relax(
             ctypes.byref(rechecked), rows.data_ptr(), spec.unit, scale.data_ptr(), reach.data_ptr(),
             entry.work.data_ptr(), max_sweeps - done, int(KERNEL_DENSE_FRACTION * entry.delta.numel()),
             sweeps.data_ptr(), converged.data_ptr(), ctypes.byref(pending))
-        if ran < 0:
-            raise MemoryError(f"event kernel: no memory for the exact re-check of {rechecked.value} fields")
         done += ran
         if pending.value:
             lists = (entry, pending.value, int(entry.counts.max()))

@@ -174,8 +174,9 @@ def unstable_neurons(
             m = margins(graph, states, x, drives, layers=[layer])[0]
             bound = margin_bound(graph, layer, rows, m.device, row_l1)
         unstable = m <= rho
-        unsure = (m - rho).abs() <= 2 * (torch.as_tensor(bound, dtype=torch.float64, device=m.device)
-                                          + torch.finfo(m.dtype).eps * m.abs())
+        # twice the bound, plus the rounding of ρ to m's dtype in the comparison above
+        limit = 2 * (torch.as_tensor(bound, dtype=torch.float64, device=m.device) + torch.finfo(m.dtype).eps * abs(rho))
+        unsure = (m - rho).abs() <= limit.to(m.dtype)
         if bool(unsure.any()):
             neurons = torch.nonzero(unsure.reshape(-1, unsure.shape[-1]).any(dim=0)).squeeze(-1)
             exact = s[..., neurons].to(torch.float64) * exact_margin_fields(graph, states, x, layer, neurons)
