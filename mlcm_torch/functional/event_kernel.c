@@ -12,10 +12,10 @@
  *   of the layer); the change Δ is written densely and as a list of changed neurons per sample.
  *
  * mlcm_correct: F_post[b] += strength * (Σ_(changed i) Δ_bi rows[i]) / divisor: the changed
- *   rows in groups of four in the order of the changed list, each group summed pairwise in
- *   float32 (Δ is 0, ±1 or ±2, so Δ times a row is exact; each term meets two roundings), the
- *   groups summed in double, rounded to float32 once when added to F: the error is within
- *   (γ_2 + γ^(64)_(⌈k/4⌉+2)) Σ |terms| plus one float32 rounding of F (events._correct).
+ *   rows in groups of eight in the order of the changed list, each group summed in float32 by
+ *   fused multiply-adds, the groups in double, rounded to float32 once when added to F: the
+ *   error is within (γ_7 + γ^(64)_(⌈k/8⌉+2)) Σ |terms| plus one float32 rounding of F
+ *   (events._correct).
  *
  * Built by mlcm_torch/functional/kernel.py with the system C compiler; without one the same
  * sweep runs in PyTorch operations.
@@ -125,52 +125,45 @@ int64_t mlcm_decide(
     return total;
 }
 
-/* Σ of up to four rows k..k+n-1 of the changed list times their Δ at element j, pairwise in
- * float32 (each Δ times a coupling is exact: Δ is 0, ±1 or ±2). */
-static inline float group_sum(int64_t n, const float *dk, const float *const *r, int64_t j) {
-    if (n == 4) return (dk[0] * r[0][j] + dk[1] * r[1][j]) + (dk[2] * r[2][j] + dk[3] * r[3][j]);
-    if (n == 3) return (dk[0] * r[0][j] + dk[1] * r[1][j]) + dk[2] * r[2][j];
-    if (n == 2) return dk[0] * r[0][j] + dk[1] * r[1][j];
-    return dk[0] * r[0][j];
-}
-
-static void load_group(const float *d, const int32_t *list, int64_t k, int64_t n, const float *rows,
-                       int64_t post_size, float *dk, const float **r) {
-    for (int64_t q = 0; q < n; ++q) {
-        dk[q] = d[list[k + q]];
-        r[q] = rows + (int64_t)list[k + q] * post_size;
-    }
-}
+/* Corrections sum the changed rows in groups of GROUP, each group in float32 by fused
+ * multiply-adds in the order of the changed list (Δ is 0, ±1 or ±2, so the first product is
+ * exact and each later term meets one rounding: at most GROUP - 1 per term), the groups in
+ * double; events._correct carries the bound γ_(GROUP-1) + γ^(64)_(⌈k/GROUP⌉+2). */
+#define GROUP 8
 
 void mlcm_correct(
     int64_t batch, int64_t pre_size, int64_t post_size,
     const float *delta, const int32_t *changed, const int64_t *counts,
-    const float *rows, double divisor, double strength, float *fields, int64_t fields_stride, double *work)
+    const float *rows, double divisor, double strength, float *fields, int64_t fields_stride, double *work,
+    float *group)
 {
-    float dk[4];
-    const float *r[4];
     for (int64_t b = 0; b < batch; ++b) {
         int64_t count = counts[b];
         if (count == 0) continue;
         const float *d = delta + b * pre_size;
         const int32_t *list = changed + b * pre_size;
         float *f = fields + b * fields_stride;
-        if (count <= 4) {  /* one group: added to F directly */
-            load_group(d, list, 0, count, rows, post_size, dk, r);
-            for (int64_t j = 0; j < post_size; ++j)
-                f[j] = (float)((double)f[j] + strength * ((double)group_sum(count, dk, r, j) / divisor));
-            continue;
+        for (int64_t k = 0; k < count; k += GROUP) {
+            int64_t n = count - k < GROUP ? count - k : GROUP;
+            float d0 = d[list[k]];
+            const float *r0 = rows + (int64_t)list[k] * post_size;
+            for (int64_t j = 0; j < post_size; ++j) group[j] = d0 * r0[j];
+            for (int64_t q = 1; q < n; ++q) {
+                float dq = d[list[k + q]];
+                const float *r = rows + (int64_t)list[k + q] * post_size;
+                for (int64_t j = 0; j < post_size; ++j) group[j] = fmaf(dq, r[j], group[j]);
+            }
+            if (count <= GROUP) {  /* one group: added to F directly */
+                for (int64_t j = 0; j < post_size; ++j)
+                    f[j] = (float)((double)f[j] + strength * ((double)group[j] / divisor));
+            } else if (k == 0) {
+                for (int64_t j = 0; j < post_size; ++j) work[j] = (double)group[j];
+            } else {
+                for (int64_t j = 0; j < post_size; ++j) work[j] += (double)group[j];
+            }
         }
-        memset(work, 0, sizeof(double) * (size_t)post_size);
-        for (int64_t k = 0; k < count; k += 4) {
-            int64_t n = count - k < 4 ? count - k : 4;
-            load_group(d, list, k, n, rows, post_size, dk, r);
-            if (n == 4)
-                for (int64_t j = 0; j < post_size; ++j) work[j] += (double)group_sum(4, dk, r, j);
-            else
-                for (int64_t j = 0; j < post_size; ++j) work[j] += (double)group_sum(n, dk, r, j);
-        }
-        for (int64_t j = 0; j < post_size; ++j) f[j] = (float)((double)f[j] + strength * (work[j] / divisor));
+        if (count > GROUP)
+            for (int64_t j = 0; j < post_size; ++j) f[j] = (float)((double)f[j] + strength * (work[j] / divisor));
     }
 }
 
@@ -178,7 +171,7 @@ void mlcm_correct(
  * events.event_sweep and events._propagate run them one at a time from Python: decide
  * (mlcm_decide), count the sweep of every sample not yet converged and mark converged the
  * samples that did not change, correct the fields by the changed neurons (mlcm_correct) and
- * raise the carried bound by 2 (γ_2 + γ^(64)_(⌈k/4⌉+2)) scale_i + u reach_i (k the most changes
+ * raise the carried bound by 2 (γ_7 + γ^(64)_(⌈k/8⌉+2)) scale_i + u reach_i (k the most changes
  * of a sample, u = 2^-24, γ^(64) of double precision), until every sample has converged or ``max_sweeps`` ran. A sweep that changed more
  * than ``dense_pairs`` (sample, neuron) pairs is left uncorrected for the caller's dense product:
  * ``*pending`` is then its number of changed pairs (else 0). Returns the sweeps run. */
@@ -189,7 +182,7 @@ int64_t mlcm_relax_sync(
     float *states, int64_t states_stride, double j_d, int encoding, int tie,
     const Term *terms, int64_t n_terms, int64_t self_after, const double *theta,
     float *delta, int32_t *changed, int64_t *counts, int32_t *pairs, int64_t *rechecked,
-    const float *rows, double divisor, const double *scale, const double *reach, double *work,
+    const float *rows, double divisor, const double *scale, const double *reach, double *work, float *group,
     int64_t max_sweeps, int64_t dense_pairs, int64_t *sweeps, uint8_t *converged, int64_t *pending)
 {
     const double u = ldexp(1.0, -24);
@@ -210,9 +203,9 @@ int64_t mlcm_relax_sync(
             return t + 1;
         }
         if (total > 0) {
-            mlcm_correct(batch, size, size, delta, changed, counts, rows, divisor, 1.0, fields, size, work);
-            double n = (double)((most + 3) / 4 + 2), u64 = ldexp(1.0, -53);
-            double gamma = 2.0 * u / (1.0 - 2.0 * u) + n * u64 / (1.0 - n * u64);
+            mlcm_correct(batch, size, size, delta, changed, counts, rows, divisor, 1.0, fields, size, work, group);
+            double n = (double)((most + GROUP - 1) / GROUP + 2), u64 = ldexp(1.0, -53), g = GROUP - 1;
+            double gamma = g * u / (1.0 - g * u) + n * u64 / (1.0 - n * u64);
             for (int64_t i = 0; i < size; ++i) error[i] = error[i] + 2.0 * gamma * scale[i] + u * reach[i];
         }
         if (all) return t + 1;

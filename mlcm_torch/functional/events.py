@@ -60,6 +60,9 @@ neuron) pair plus ``CSR_OVERHEAD_ROWS`` for building the sparse matrix; they are
 gathered columns when that is less than batch × columns. Measured on a 2-core AMD EPYC (AVX2)
 at 16 × 1600 by ``benchmarks/bench_event_products.py``."""
 KERNEL_DENSE_FRACTION = 0.2
+CORRECTION_GROUP = 8
+"""The kernel sums a sample's changed rows in float32 groups of this many (``GROUP`` in
+event_kernel.c), the groups in double."""
 """With the compiled kernel, above this fraction of changed (sample, neuron) pairs a correction
 is one dense product instead of the kernel's per-sample sums."""
 
@@ -391,7 +394,7 @@ class KernelLayer(NamedTuple):
     phase-constant field ``constant`` (B, N) float32 and its bound part ``bound_constant``
     (B, N) float64, the field's terms for exact re-checks (pointing into ``keep``), the
     thresholds θ in float64, and the buffers the kernel writes: Δ, the changed neurons per
-    sample and their counts, the list of the (sample, neuron) pairs re-checked, and a work row."""
+    sample and their counts, the list of the (sample, neuron) pairs re-checked, and two work rows (the double sums and a float32 group)."""
 
     constant: Tensor
     bound_constant: Tensor
@@ -404,6 +407,7 @@ class KernelLayer(NamedTuple):
     counts: Tensor
     pairs: Tensor
     work: Tensor
+    group: Tensor
 
 
 def _correct(
@@ -413,8 +417,8 @@ def _correct(
     """fields += strength · (M delta) / divisor over the changed presynaptic neurons, in place;
     returns ρ, the relative bound on the rounding of the sums before they are added to F (each
     within ρ Σ_j |M_ij delta_j|; None: nothing changed): γ_(n+1) in the fields' dtype for sums
-    of n terms in it, γ_2 + γ^(64)_(⌈k/4⌉+2) for the kernel's sums of k terms (float32 groups of
-    four, summed in double). ``lists``: the
+    of n terms in it, γ_(G−1) + γ^(64)_(⌈k/G⌉+2) for the kernel's sums of k terms (float32 groups
+    of G = :data:`CORRECTION_GROUP`, summed in double). ``lists``: the
     kernel's changed lists of ``delta``, their total and the largest count of a sample, for a
     per-sample sum in C; ``sparse``: M in CSR, for dense products."""
     if lists is not None and rows is not None and rows.dim() == 2:
@@ -425,8 +429,8 @@ def _correct(
             kernel.library().mlcm_correct(
                 delta.shape[0], delta.shape[1], rows.shape[1], delta.data_ptr(), layer.changed.data_ptr(),
                 layer.counts.data_ptr(), rows.data_ptr(), divisor, strength, fields.data_ptr(), fields.shape[-1],
-                layer.work.data_ptr())
-            return _gamma(2, torch.float32) + _gamma((most + 3) // 4 + 2, _F64)
+                layer.work.data_ptr(), layer.group.data_ptr())
+            return _gamma(CORRECTION_GROUP - 1, torch.float32) + _gamma(-(-most // CORRECTION_GROUP) + 2, _F64)
         change, terms = _dense_product(delta, rows, sparse)
     else:
         result = _product(delta, rows, matrix, dense_fraction, sparse)
@@ -536,7 +540,7 @@ def kernel_layers(
             constant, bound_constant, (kernel.Term * max(len(terms), 1))(*terms), len(terms), theta, tuple(keep),
             torch.zeros(batch, spec.size, dtype=torch.float32), torch.zeros(batch, spec.size, dtype=torch.int32),
             torch.zeros(batch, dtype=torch.int64), torch.empty(batch * spec.size, dtype=torch.int32),
-            torch.zeros(max(graph.sizes), dtype=_F64)))
+            torch.zeros(max(graph.sizes), dtype=_F64), torch.zeros(max(graph.sizes), dtype=torch.float32)))
     return out if any(entry is not None for entry in out) else None
 
 
@@ -593,7 +597,7 @@ def kernel_relax(
             1, entry.theta.data_ptr() if entry.theta is not None else None,
             entry.delta.data_ptr(), entry.changed.data_ptr(), entry.counts.data_ptr(), entry.pairs.data_ptr(),
             ctypes.byref(rechecked), rows.data_ptr(), spec.unit, scale.data_ptr(), reach.data_ptr(),
-            entry.work.data_ptr(), max_sweeps - done, int(KERNEL_DENSE_FRACTION * entry.delta.numel()),
+            entry.work.data_ptr(), entry.group.data_ptr(), max_sweeps - done, int(KERNEL_DENSE_FRACTION * entry.delta.numel()),
             sweeps.data_ptr(), converged.data_ptr(), ctypes.byref(pending))
         done += ran
         if pending.value:

@@ -90,9 +90,9 @@ def library() -> ctypes.CDLL | None:
     lib.mlcm_decide.argtypes = [i64, i64, ptr, ptr, ptr, i64, ptr, dbl, ptr, i64, dbl, ctypes.c_int, ctypes.c_int,
                                 ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]
     lib.mlcm_relax_sync.restype = i64
-    lib.mlcm_relax_sync.argtypes = [*lib.mlcm_decide.argtypes, ptr, dbl, ptr, ptr, ptr, i64, i64, ptr, ptr, ptr]
+    lib.mlcm_relax_sync.argtypes = [*lib.mlcm_decide.argtypes, ptr, dbl, ptr, ptr, ptr, ptr, i64, i64, ptr, ptr, ptr]
     lib.mlcm_correct.restype = None
-    lib.mlcm_correct.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, dbl, dbl, ptr, i64, ptr]
+    lib.mlcm_correct.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, dbl, dbl, ptr, i64, ptr, ptr]
     lib.mlcm_pack_signs_int8.restype = i64
     lib.mlcm_pack_signs_int8.argtypes = [ptr, i64, i64, ptr, i64]
     lib.mlcm_pack_signs_float.restype = i64
