@@ -153,7 +153,10 @@ void mlcm_correct(
                 const float *r = rows + (int64_t)list[k + q] * post_size;
                 for (int64_t j = 0; j < post_size; ++j) group[j] = fmaf(dq, r[j], group[j]);
             }
-            if (count <= GROUP) {  /* one group: added to F directly */
+            if (count <= GROUP && strength == 1.0 && divisor == 1.0) {
+                /* one group added to F: the float32 sum rounds f + g once, as the double path */
+                for (int64_t j = 0; j < post_size; ++j) f[j] += group[j];
+            } else if (count <= GROUP) {  /* one group: added to F directly */
                 for (int64_t j = 0; j < post_size; ++j)
                     f[j] = (float)((double)f[j] + strength * ((double)group[j] / divisor));
             } else if (k == 0) {
