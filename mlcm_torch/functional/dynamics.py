@@ -31,9 +31,9 @@ from mlcm_torch.functional.events import (
     async_event_sweep,
     event_couplings,
     event_sweep,
-    kernel_relax,
     exact_constants,
     kernel_layers,
+    kernel_relax,
     start_exact,
 )
 from mlcm_torch.functional.events import constants as event_constants

@@ -45,6 +45,7 @@ from mlcm_torch.functional import kernel
 from mlcm_torch.functional.fields import (
     add_self_coupling, blocked_product, coupling_sum, layer_activate, product_depth, source_drive, zero_one_thresholds,
 )
+from mlcm_torch.functional.fields import rounding_gamma as _gamma
 from mlcm_torch.functional.graph import ENCODINGS, TIES, Graph, Layer, Phase
 
 DENSE_FRACTION = 0.25
@@ -60,11 +61,11 @@ neuron) pair plus ``CSR_OVERHEAD_ROWS`` for building the sparse matrix; they are
 gathered columns when that is less than batch × columns. Measured on a 2-core AMD EPYC (AVX2)
 at 16 × 1600 by ``benchmarks/bench_event_products.py``."""
 KERNEL_DENSE_FRACTION = 0.2
+"""With the compiled kernel, above this fraction of changed (sample, neuron) pairs a correction
+is one dense product instead of the kernel's per-sample sums."""
 CORRECTION_GROUP = 8
 """The kernel sums a sample's changed rows in float32 groups of this many (``GROUP`` in
 event_kernel.c), the groups in double."""
-"""With the compiled kernel, above this fraction of changed (sample, neuron) pairs a correction
-is one dense product instead of the kernel's per-sample sums."""
 
 SPARSE_DENSITY = 0.05
 """With ``event_couplings(..., sparse=True)``, a float layer whose J has at most this fraction
@@ -73,12 +74,6 @@ non-zero on a 2-core AMD EPYC: 0.15 ms against 3.9 ms dense; the copy costs ~15 
 version, so only relaxations that reuse it, such as inference, ask for it)."""
 
 _F64 = torch.float64
-
-
-def _gamma(n: int, dtype: torch.dtype) -> float:
-    """γ_n = n u / (1 − n u): relative error bound of a sum of n floating-point products."""
-    u = torch.finfo(dtype).eps / 2
-    return n * u / (1 - n * u)
 
 
 class EventCouplings(NamedTuple):
@@ -394,7 +389,8 @@ class KernelLayer(NamedTuple):
     phase-constant field ``constant`` (B, N) float32 and its bound part ``bound_constant``
     (B, N) float64, the field's terms for exact re-checks (pointing into ``keep``), the
     thresholds θ in float64, and the buffers the kernel writes: Δ, the changed neurons per
-    sample and their counts, the list of the (sample, neuron) pairs re-checked, and two work rows (the double sums and a float32 group)."""
+    sample and their counts, the list of the (sample, neuron) pairs re-checked, and two work rows
+    (the double sums and a float32 group)."""
 
     constant: Tensor
     bound_constant: Tensor
@@ -544,21 +540,30 @@ def kernel_layers(
     return out if any(entry is not None for entry in out) else None
 
 
-def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelLayer) -> int:
-    """The kernel's decisions of ``layer`` (states, Δ and changed lists written in place);
-    returns the number of changed (sample, neuron) pairs."""
+BOUND_SCALE = 2 / (1 - 4 * (torch.finfo(torch.float32).eps / 2))
+"""A carried float32 field within this multiple of its error bound (plus the constants') of zero
+is re-checked: twice the bound, with the rounding of the comparison itself (event_sweep's test)."""
+
+
+def _decide_args(graph: Graph, carried: EventState, layer: int, entry: KernelLayer, error: Tensor,
+                 rechecked: ctypes.c_int64) -> tuple:
+    """The arguments of the kernel's ``mlcm_decide`` (the first ones of ``mlcm_relax_sync``)."""
     spec, states = graph.layers[layer], carried.states
-    error = carried.errors[layer].contiguous()
-    rechecked = ctypes.c_int64()
-    u = torch.finfo(torch.float32).eps / 2
-    return kernel.library().mlcm_decide(
+    return (
         states.shape[0], spec.size, carried.fields[layer].data_ptr(), entry.constant.data_ptr(),
-        entry.bound_constant.data_ptr(), spec.size, error.data_ptr(), float(__import__("os").environ.get("BS", 2)) / (1 - 4 * u),
+        entry.bound_constant.data_ptr(), spec.size, error.data_ptr(), BOUND_SCALE,
         states[:, graph.slice(layer)].data_ptr(), states.stride(0), float(spec.j_d),
         ENCODINGS.index(spec.encoding), TIES.index(spec.tie), ctypes.addressof(entry.terms), entry.n_terms,
         1 if spec.J is not None else 0, entry.theta.data_ptr() if entry.theta is not None else None,
-        entry.delta.data_ptr(),
-        entry.changed.data_ptr(), entry.counts.data_ptr(), entry.pairs.data_ptr(), ctypes.byref(rechecked))
+        entry.delta.data_ptr(), entry.changed.data_ptr(), entry.counts.data_ptr(), entry.pairs.data_ptr(),
+        ctypes.byref(rechecked))
+
+
+def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelLayer) -> int:
+    """The kernel's decisions of ``layer`` (states, Δ and changed lists written in place);
+    returns the number of changed (sample, neuron) pairs."""
+    error = carried.errors[layer].contiguous()
+    return kernel.library().mlcm_decide(*_decide_args(graph, carried, layer, entry, error, ctypes.c_int64()))
 
 
 def kernel_relax(
@@ -581,23 +586,16 @@ def kernel_relax(
             or sweeps.dtype != torch.int64 or converged.dtype != torch.bool or sweeps.device.type != "cpu"
             or not (sweeps.is_contiguous() and converged.is_contiguous())):
         return False
-    states, fields = carried.states, carried.fields[0]
-    u = torch.finfo(torch.float32).eps / 2
     scale, reach = couplings.scale[0].contiguous(), couplings.reach[0].contiguous()
     rechecked, pending = ctypes.c_int64(), ctypes.c_int64()
     done = 0
     while done < max_sweeps:
-        error = carried.errors[0].clone(memory_format=torch.contiguous_format)
+        error = carried.errors[0].clone(memory_format=torch.contiguous_format)  # raised in place by the kernel
         carried.errors[0] = error
         ran = kernel.library().mlcm_relax_sync(
-            states.shape[0], spec.size, fields.data_ptr(), entry.constant.data_ptr(),
-            entry.bound_constant.data_ptr(), spec.size, error.data_ptr(), 2 / (1 - 4 * u),
-            states.data_ptr(), states.stride(0), float(spec.j_d),
-            ENCODINGS.index(spec.encoding), TIES.index(spec.tie), ctypes.addressof(entry.terms), entry.n_terms,
-            1, entry.theta.data_ptr() if entry.theta is not None else None,
-            entry.delta.data_ptr(), entry.changed.data_ptr(), entry.counts.data_ptr(), entry.pairs.data_ptr(),
-            ctypes.byref(rechecked), rows.data_ptr(), spec.unit, scale.data_ptr(), reach.data_ptr(),
-            entry.work.data_ptr(), entry.group.data_ptr(), max_sweeps - done, int(KERNEL_DENSE_FRACTION * entry.delta.numel()),
+            *_decide_args(graph, carried, 0, entry, error, rechecked),
+            rows.data_ptr(), spec.unit, scale.data_ptr(), reach.data_ptr(), entry.work.data_ptr(),
+            entry.group.data_ptr(), max_sweeps - done, int(KERNEL_DENSE_FRACTION * entry.delta.numel()),
             sweeps.data_ptr(), converged.data_ptr(), ctypes.byref(pending))
         done += ran
         if pending.value:

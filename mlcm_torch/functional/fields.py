@@ -38,6 +38,13 @@ while for larger batches its block sums (Q × rows × N) cost more than the re-c
 (×1.2 at 128 samples, ×2.8 at 1000; inference on 500-sample batches ran ~30 % slower)."""
 
 
+def rounding_gamma(n: int, dtype: torch.dtype) -> float:
+    """γ_n = n u / (1 − n u): relative error bound of a sum of n floating-point products (u the
+    unit roundoff of ``dtype``)."""
+    u = torch.finfo(dtype).eps / 2
+    return n * u / (1 - n * u)
+
+
 def product_blocks(rows: int, width: int, device: torch.device) -> int:
     """Q, the number of blocks :func:`blocked_product` sums a product of ``rows`` samples over
     a shared dimension ``width`` in (1: one plain product)."""

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from mlcm_torch.functional.fields import coupling_sum, product_depth, source_drive
+from mlcm_torch.functional.fields import coupling_sum, product_depth, rounding_gamma, source_drive
 from mlcm_torch.functional.graph import Coupling, Graph
 
 
@@ -74,11 +74,6 @@ def margins(graph: Graph, states: Tensor, x: Tensor, drives: Sequence[Tensor | N
     return out
 
 
-def _gamma(n: int, dtype: torch.dtype) -> float:
-    u = torch.finfo(dtype).eps / 2
-    return n * u / (1 - n * u)
-
-
 def _margin_couplings(graph: Graph, layer: int) -> list[tuple[int, Coupling]]:
     return [(k, c) for k, c in enumerate(graph.couplings) if c.post == layer and c.margin and c.strength != 0]
 
@@ -119,7 +114,7 @@ def margin_bound(graph: Graph, layer: int, rows: int | None, device: torch.devic
     total: Tensor | float = 0.0
     for W, _, factor in terms:
         total = total + factor * (_row_abs(W, row_l1) if W is not None else 1.0)
-    bound = _gamma(depth, dtype) * total
+    bound = rounding_gamma(depth, dtype) * total
     return bound + fields_error if fields_error is not None else bound
 
 

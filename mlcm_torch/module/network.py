@@ -230,13 +230,18 @@ class Network(Configurable, nn.Module):
             bounds = self.__dict__["_row_l1_bound_cache"] = RowL1Bounds()
         return bounds
 
+    @staticmethod
+    def _coupling_versions(graph: Graph) -> tuple:
+        """(id, version) of every coupling tensor: changes whenever one is replaced or updated."""
+        return tuple((id(t), t._version) for t in (*(spec.J for spec in graph.layers), *(c.W for c in graph.couplings))
+                     if t is not None)
+
     def _event_couplings(self, graph: Graph, training: bool = False) -> EventCouplings:
         """What the event backend precomputes of the couplings, rebuilt only when a coupling
         changed (tensor version counters), so inference reuses it across batches; for inference
         also the CSR copies of sparse recurrent couplings (not worth their cost when the
         couplings change every step)."""
-        key = (not training, *((id(t), t._version) for t in (*(spec.J for spec in graph.layers),
-                                                             *(c.W for c in graph.couplings)) if t is not None))
+        key = (not training, *self._coupling_versions(graph))
         cached = self.__dict__.get("_event_cache")
         if cached is None or cached[0] != key:
             cached = (key, event_couplings(graph, sparse=not training, row_l1=self._row_l1_bounds()))
@@ -264,11 +269,6 @@ class Network(Configurable, nn.Module):
         if kept is None or kept[0]() is not x or kept[1] != x._version or kept[2] != self._input_key(graph):
             return None
         return kept[3]
-
-    @staticmethod
-    def _coupling_versions(graph: Graph) -> tuple:
-        return tuple((id(t), t._version) for t in (*(spec.J for spec in graph.layers), *(c.W for c in graph.couplings))
-                     if t is not None)
 
     def _kept_fields(self, graph: Graph, states: Tensor) -> tuple[list[Tensor | None], list[Tensor | None]] | None:
         """The fields F^l and their error bounds that the last training relaxation's free phase
