@@ -29,7 +29,8 @@ n = 1600: γ_117 against γ_1600), in any order of evaluation (γ_a + γ_b + γ_
 The event backend's re-checks (:mod:`~mlcm_torch.functional.events`) and the exact margins of
 the learning rule (:func:`~mlcm_torch.functional.plasticity.unstable_neurons`) re-evaluate in
 float64 whatever lies within such a bound, so a tighter bound means fewer of them
-(``mnist.yaml``: 15.7 re-checks per sweep with plain products, 8.5 with blocked J products)."""
+(``mnist.yaml``, a one-off count of the kernel's re-checks: 15.7 per sweep with plain products,
+8.5 with blocked J products)."""
 PRODUCT_ROWS = 32
 """Only products of at most this many samples are blocked: there the plain product is bound by
 reading the matrix and the blocked one (one batched GEMM over views of the blocks, then their
