@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from mlcm_torch import MLCM
 from mlcm_torch.cli import cli
 from mlcm_torch.data import SyntheticDataModule
-from mlcm_torch.training import MLCMClassifier
+from mlcm_torch.training import MLCMClassifier, StepCheckpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "lightning_configs").glob("*.yaml"))
@@ -213,15 +213,39 @@ def test_epoch_statistics_count_every_training_sample(tmp_path, micro):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(model, datamodule=data)
-    missed, correct, seen = 0, 0.0, 0
+    missed, correct, seen, sums = 0, 0.0, 0, torch.zeros(model._sums.shape[1], dtype=torch.float64)
     for x, y in data.train_dataloader():
         for xs, ys in zip(x.split(micro or 16), y.split(micro or 16)):
             relaxation = replay.relax(xs, ys)
             features = replay.layer_states(relaxation.states, replay.num_layers - 1)
-            correct += float((replay.readout(features).argmax(-1) == ys).sum())
-            replay.local_update(relaxation, xs, ys)
+            logits = replay.readout(features)
+            correct += float((logits.argmax(-1) == ys).sum())
+            stats = replay.local_update(relaxation, xs, ys)
             missed += int((~relaxation.converged).sum())
             seen += ys.shape[0]
+            sums += ys.shape[0] * torch.tensor([
+                float(torch.nn.functional.cross_entropy(logits, ys)), float((logits.argmax(-1) == ys).float().mean()),
+                float(relaxation.sweeps.float().mean()), float((~relaxation.converged).float().mean()),
+                *relaxation.activity("pm1", replay.sizes).tolist(), *map(float, stats["unstable_fraction"]),
+                float(stats["readout_unstable_fraction"]), 1.0], dtype=torch.float64)
     assert missed > 0
     assert any(f"{missed} of {seen} training samples" in str(w.message) for w in caught)
     assert model.train_epoch_accuracy == pytest.approx(correct / seen)
+    # every statistic summed over the epoch: loss, accuracy, sweeps, not converged, activity and
+    # unstable fraction per layer, the readout's unstable fraction, the sample count
+    torch.testing.assert_close(model._sums[1].double(), sums, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("checkpoint, saved", [(ModelCheckpoint, [4, 8, 12]), (StepCheckpoint, [4, 8, 12, 17, 21, 25])])
+def test_step_checkpoints_keep_saving_when_micro_batches_step_past_the_multiples(tmp_path, checkpoint, saved):
+    """Loader batches of 32 (100 samples: the last has 4) in micro-batches of 8: global_step ends its
+    Lightning steps at 4, 8, 12, 13, then 17, 21, 25, 26. Lightning's ModelCheckpoint saves only where
+    global_step % 4 == 0, so never after the first epoch; StepCheckpoint saves on every step that
+    reaches or passes a multiple of 4."""
+    net = MLCM(32, 48, 1, 4, j_d=0.5, lambda_in=2.0, lambda_out=2.0, lr=0.05, robustness=0.5, max_sweeps=5, seed=3)
+    data = SyntheticDataModule(num_classes=4, in_features=32, train_size=100, val_size=0, batch_size=32)
+    callback = checkpoint(dirpath=tmp_path, every_n_train_steps=4, save_top_k=-1, filename="{step}")
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=False, callbacks=[callback], enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(MLCMClassifier(net, micro_batch_size=8), data)
+    assert sorted(int(path.stem.split("=")[1]) for path in tmp_path.glob("step=*.ckpt")) == saved

@@ -1,5 +1,6 @@
 """Callbacks of the configs: a checkpoint on Ctrl-C or an exception next to the run's other
-checkpoints, and a model summary that counts the couplings (buffers, not parameters)."""
+checkpoints, a step checkpoint that micro-batches cannot skip, and a model summary that counts
+the couplings (buffers, not parameters)."""
 
 from __future__ import annotations
 
@@ -134,6 +135,31 @@ class InterruptCheckpoint(Checkpoint):
         self._restore()
         if stage == "fit" and self.ckpt_path is not None:  # a fit that ended normally: a stale file goes
             trainer.strategy.remove_checkpoint(self.ckpt_path)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``every_n_train_steps`` saves on the Lightning step in which
+    ``global_step`` reaches or passes a multiple of N.
+
+    With ``MLCMClassifier(micro_batch_size=...)`` ``global_step`` advances by several per
+    Lightning step (one per micro-batch), and after an epoch with a short last batch it no longer
+    lands on the multiples of N: Lightning's own test (``global_step % N == 0``) would then skip
+    every later save. Everything else is ``ModelCheckpoint``'s.
+    """
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        self._step_at_start = trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        every, step = self._every_n_train_steps, trainer.global_step
+        passed = every >= 1 and step // every > getattr(self, "_step_at_start", step) // every
+        if not passed or step % every == 0:
+            return super().on_train_batch_end(trainer, *args, **kwargs)
+        self._every_n_train_steps = step  # ModelCheckpoint's own test (step % N == 0) passes for this step
+        try:
+            super().on_train_batch_end(trainer, *args, **kwargs)
+        finally:
+            self._every_n_train_steps = every
 
 
 def coupling_elements(module: nn.Module) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from itertools import islice
-from typing import Literal, Optional, Union
+from typing import Literal, NamedTuple, Optional, Union
 
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -19,6 +19,15 @@ from mlcm_torch.module.network import Network
 from mlcm_torch.training.base import ClassifierModule
 from mlcm_torch.training.refit import ReadoutRefit, refit_readout
 from mlcm_torch.training.schedules import Schedule, check_schedule, lr_factor
+
+
+class _Outcome(NamedTuple):
+    """What one micro-batch's training leaves for the step's statistics."""
+
+    relaxation: Relaxation
+    logits: Tensor  # W_out s^L before the readout's update
+    loss: Optional[Tensor]  # the readout's loss when it trains by gradient, else None
+    stats: dict
 
 
 class MLCMClassifier(ClassifierModule):
@@ -161,11 +170,15 @@ class MLCMClassifier(ClassifierModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """The convergence step, the local update and the readout step, for each micro-batch of
         ``micro_batch_size`` samples of the loader's batch in turn (the whole batch by default).
-        Per-step statistics are summed on the device and logged on the steps the logger writes."""
+        The step's statistics are computed once, over all its micro-batches, summed on the device
+        and logged on the steps the logger writes; returns the step's mean loss."""
         x, y = batch
         size = self.hparams.micro_batch_size or x.shape[0]
-        for xs, ys in zip(x.split(size), y.split(size)):
-            loss = self._train_micro_batch(xs, ys)
+        epoch = self.current_epoch
+        scales = {"lr_scale": self.lr_factor("local", epoch), "readout_lr_scale": self.lr_factor("readout", epoch)}
+        optimizer = self.optimizers()
+        outcomes = [self._train_micro_batch(xs, ys, optimizer, scales) for xs, ys in zip(x.split(size), y.split(size))]
+        loss = self._add_statistics(outcomes, y)
         if self._refit_due():
             self._refit_readout()
         if self.trainer.fast_dev_run or self.trainer._logger_connector.should_update_logs:
@@ -173,40 +186,53 @@ class MLCMClassifier(ClassifierModule):
             self._log_coupling_norms()
         return loss
 
-    def _train_micro_batch(self, x: Tensor, y: Tensor) -> Tensor:
+    def _train_micro_batch(self, x: Tensor, y: Tensor, optimizer, scales: dict[str, float]) -> _Outcome:
         relaxation = self.network.relax(x, y)
         perceptron_readout = self.network.readout_options.rule == "perceptron"
         if not perceptron_readout:
             logits = self.network.readout(self.network.layer_states(relaxation.states, self.network.num_layers - 1))
-        epoch = self.current_epoch
-        stats = self.network.local_update(relaxation, x, y, reduce=self._reduce(),
-                                          lr_scale=self.lr_factor("local", epoch),
-                                          readout_lr_scale=self.lr_factor("readout", epoch))
-        if perceptron_readout:
-            logits = stats["readout_logits"]  # W_out s^L before the readout's update
+        stats = self.network.local_update(relaxation, x, y, reduce=self._reduce(), **scales)
         every = self.hparams.check_finite
         if every and (self.global_step + 1) % every == 0:
             self._check_finite(self.global_step + 1)
-        optimizer = self.optimizers()
-        loss = self.loss(logits, y)
         if perceptron_readout:
+            logits, loss = stats["readout_logits"], None  # W_out s^L before the readout's update
             # no gradients, nothing to step: count the step (global_step) with the two calls that
             # LightningOptimizer.step makes around its pass through strategy, precision and hooks
             optimizer._on_before_step()
             optimizer._on_after_step()
         else:
+            loss = self.loss(logits, y)
             optimizer.zero_grad()
             self.manual_backward(loss)
             optimizer.step()
-        values = [loss.detach(), self.correct(logits.detach(), y).mean(), relaxation.sweeps.float().mean(),
-                  relaxation.not_converged_fraction(),
-                  *relaxation.activity(self.network.state_encoding, self.network.sizes),
-                  *stats["unstable_fraction"], stats.get("readout_unstable_fraction", loss.new_zeros(())),
-                  loss.new_ones(())]
-        self._sums += torch.stack(values) * y.shape[0]
+            loss = loss.detach()
         every = self.hparams.histogram_every_n_steps
         if every and self.global_step % every == 0:
             self._log_histograms(relaxation, x, y)
+        return _Outcome(relaxation, logits.detach(), loss, stats)
+
+    def _add_statistics(self, outcomes: list[_Outcome], y: Tensor) -> Tensor:
+        """Add the step's statistics (means over its samples, × its sample count) to the sums;
+        micro-batches are concatenated, so each statistic costs a few tensor ops per Lightning step
+        rather than per micro-batch. Returns the step's mean loss."""
+        logits = torch.cat([outcome.logits for outcome in outcomes])
+        if outcomes[0].loss is None:
+            loss = self.loss(logits, y)
+        else:  # micro-batch losses weighted by their sizes
+            sizes = logits.new_tensor([outcome.logits.shape[0] for outcome in outcomes])
+            loss = torch.stack([outcome.loss for outcome in outcomes]) @ sizes / y.shape[0]
+        relaxation = Relaxation(*(torch.cat(parts) for parts in zip(*(outcome.relaxation for outcome in outcomes))))
+        weights = logits.new_tensor([outcome.logits.shape[0] / y.shape[0] for outcome in outcomes])
+        zero = loss.new_zeros(())
+        fractions = weights @ torch.stack([torch.stack([*outcome.stats["unstable_fraction"],
+                                                        outcome.stats.get("readout_unstable_fraction", zero)])
+                                           for outcome in outcomes])
+        values = torch.cat([torch.stack([loss, self.correct(logits, y).mean(), relaxation.sweeps.float().mean(),
+                                         relaxation.not_converged_fraction()]),
+                            relaxation.activity(self.network.state_encoding, self.network.sizes),
+                            fractions, loss.new_ones(1)])
+        self._sums += values * y.shape[0]
         return loss
 
     def _refit_due(self) -> bool:
