@@ -17,10 +17,10 @@ from mlcm_torch.functional.plasticity import unstable_neurons
 D, N, C = 48, 64, 4
 
 
-def network(layers: int, backend: str = "dense") -> MLCM:
-    net = MLCM(D, N, layers, C, seed=11, j_d=0.4, lambda_in=1.5, lambda_left=0.8, lambda_right=0.5,
+def network(layers: int, backend: str = "dense", protocol: str = "steering") -> MLCM:
+    net = MLCM(D, N, layers, C, seed=11, j_d=0.4, lambda_in=1.5, lambda_left=0.8, lambda_right=0.3,
                lambda_out=1.0, max_sweeps=40, input_coupling="dense", lr=0.1, lr_in=0.05, robustness=0.5,
-               protocol="steering")
+               protocol=protocol)
     net.dynamics = Dynamics(**{**net.dynamics.__dict__, "backend": backend})
     # a few training steps so that J and the input couplings are not their initial draws
     for step in range(3):
@@ -87,22 +87,27 @@ def test_margins_are_decided_as_in_float64(layers):
     assert float32_wrong > 0  # the float32 margins alone would have decided differently
 
 
-def test_carried_fields_give_the_margins_of_the_product():
+@pytest.mark.parametrize("protocol, layers", [("steering", 1), ("steering", 3), ("thesis", 3)])
+def test_carried_fields_give_the_margins_of_the_product(protocol, layers):
     """After an event relaxation the local update takes J s from the carried fields
-    (``Network._kept_fields``) and decides exactly as the float64 reference; a product-based
-    decision (fields not passed) agrees."""
-    net = network(1, backend="event")
+    (``Network._kept_fields``; for the thesis protocol, whose only phase has the feedback on,
+    less the one-to-one feedback λ_R s^(l+1)) and decides exactly as the float64 reference; a
+    product-based decision (fields not passed) agrees."""
+    net = network(layers, backend="event", protocol=protocol)
     x, y = inputs(16, seed=8)
     relaxation = net.relax(x, y)
     states = relaxation.states.reshape(16, -1)
     graph = net.graph()
     kept = net._kept_fields(graph, states)
-    assert kept is not None and kept[0][0] is not None
-    reference = reference_margins(net, states, x)[0]
-    for rho in thresholds_at_margins(reference):
-        from_fields = unstable_neurons(graph, states, x, [rho], carried=kept)[0]
-        from_product = unstable_neurons(graph, states, x, [rho])[0]
-        assert torch.equal(from_fields, reference <= rho) and torch.equal(from_product, from_fields)
+    assert kept is not None and all(field is not None for field in kept[0])
+    reference = reference_margins(net, states, x)
+    for layer in range(layers):
+        for rho in thresholds_at_margins(reference[layer]):
+            robustness = [rho if k == layer else 0.5 for k in range(layers)]
+            from_fields = unstable_neurons(graph, states, x, robustness, carried=kept)[layer]
+            from_product = unstable_neurons(graph, states, x, robustness)[layer]
+            assert torch.equal(from_fields, reference[layer] <= rho), (layer, rho)
+            assert torch.equal(from_product, from_fields)
 
 
 def test_kept_fields_only_for_the_states_and_couplings_they_belong_to():

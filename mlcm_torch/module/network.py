@@ -10,12 +10,13 @@ from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from mlcm_torch.functional.dynamics import Relaxation, relax
 from mlcm_torch.functional.dynamics import event_supported
 from mlcm_torch.functional import kernel
 from mlcm_torch.functional.events import Carry, EventCouplings, event_couplings
-from mlcm_torch.functional.fields import activate, fields, prepare_phase, source_drive
+from mlcm_torch.functional.fields import activate, fields, prepare_phase, rounding_gamma, source_drive
 from mlcm_torch.functional.graph import Encoding, Graph, Phase
 from mlcm_torch.functional.plasticity import apply_update, perceptron_rule, readout_perceptron_rule
 from mlcm_torch.module import checks
@@ -271,11 +272,13 @@ class Network(Configurable, nn.Module):
         return kept[3]
 
     def _kept_fields(self, graph: Graph, states: Tensor) -> tuple[list[Tensor | None], list[Tensor | None]] | None:
-        """The fields F^l and their error bounds that the last training relaxation's free phase
+        """The fields F^l and their error bounds that the last training relaxation's last phase
         carried (event backend) when it ended in these very ``states`` with the couplings
-        unchanged since, for the ±1 layers whose F^l holds exactly the margin's terms from
-        layers (every coupling from a layer active in the free phase counts in the margin and
-        vice versa); None when there are none."""
+        unchanged since, for the ±1 layers whose F^l holds the margin's terms from layers (every
+        margin coupling from a layer active in that phase) and otherwise only one-to-one
+        couplings from layers (the thesis protocol's feedback λ_R s^(l+1)): those are subtracted
+        in float64 (each term λ s_j exact, each subtraction within one rounding, added to the
+        bound). None when no layer qualifies."""
         cached = self.__dict__.get("_field_cache")
         kept = cached[0].state if cached is not None else None
         if (kept is None or cached[1] != self._coupling_versions(graph) or kept.states.shape != states.shape
@@ -283,13 +286,23 @@ class Network(Configurable, nn.Module):
             return None
         fields, errors = [], []
         for layer, spec in enumerate(graph.layers):
-            active = {k for k, c in graph.incoming(layer, False) if not isinstance(c.pre, str) and c.strength != 0}
+            active = {k for k, c in graph.incoming(layer, cached[0].phase.feedback) if not isinstance(c.pre, str)
+                      and c.strength != 0}
             margin = {k for k, c in enumerate(graph.couplings)
                       if c.post == layer and c.margin and c.strength != 0 and not isinstance(c.pre, str)}
+            extra = [graph.couplings[k] for k in sorted(active - margin)]
             usable = (spec.encoding == "pm1" and spec.J is not None and kept.errors[layer] is not None
-                      and kept.fields[layer] is not None and active == margin)
-            fields.append(kept.fields[layer] if usable else None)
-            errors.append(kept.errors[layer] if usable else None)
+                      and kept.fields[layer] is not None and margin <= active and all(c.W is None for c in extra))
+            field, error = (kept.fields[layer], kept.errors[layer]) if usable else (None, None)
+            if usable and extra:
+                field = field.to(torch.float64)
+                for coupling in extra:
+                    pre = states[..., graph.slice(coupling.pre)].to(torch.float64)
+                    field = field - coupling.strength * F.pad(pre, (0, spec.size - pre.shape[-1]))
+                reach = field.abs() + sum(abs(c.strength) for c in extra)
+                error = error + rounding_gamma(len(extra), torch.float64) * reach
+            fields.append(field)
+            errors.append(error)
         return (fields, errors) if any(f is not None for f in fields) else None
 
     @torch.no_grad()
@@ -308,9 +321,12 @@ class Network(Configurable, nn.Module):
         if y is None:
             return {"free": self._run(graph, states, free, dynamics.inference_budget)}
         clamped = prepare_phase(graph, x, y, True, like=free)
+        carry = Carry()  # the event backend carries its fields from phase to phase and to the margins
         if dynamics.protocol == "thesis":
-            return {"clamped": self._run(graph, states, clamped, dynamics.max_sweeps, True)}
-        phases, carry = {}, Carry()  # the event backend carries its fields from phase to phase
+            phases = {"clamped": self._run(graph, states, clamped, dynamics.max_sweeps, True, carry)}
+            self.__dict__["_field_cache"] = (carry, self._coupling_versions(graph))
+            return phases
+        phases = {}
         if dynamics.warmup_sweeps:
             phases["warmup"] = self._run(graph, states, free, dynamics.warmup_sweeps, True, carry)
             states = phases["warmup"].states
