@@ -569,7 +569,7 @@ def test_kernel_rechecks_fields_zero_in_real_arithmetic_as_float64(tie, monkeypa
 
     def counting(*args):
         total = real(*args)
-        rechecked.append(args[-1]._obj.value)
+        rechecked.append(args[-2]._obj.value)
         return total
 
     monkeypatch.setattr(events.kernel.library(), "mlcm_decide", counting)

@@ -34,6 +34,7 @@ from mlcm_torch.functional.events import (
     exact_constants,
     kernel_layers,
     kernel_relax,
+    quiet_masks,
     start_exact,
 )
 from mlcm_torch.functional.events import constants as event_constants
@@ -389,6 +390,7 @@ def _relax_event(
         carried = (carry or Carry()).start(graph, states, phase, prepared)
         fixed = event_constants(graph, phase, prepared, carried.states.dtype)
         entries = kernel_layers(graph, carried, fixed, phase, prepared, sequential)
+        quiet = quiet_masks(graph, carried.states, entries)
     else:
         carried = start_exact(graph, states.to(torch.float64), phase)
         fixed = exact_constants(graph, phase)
@@ -396,7 +398,8 @@ def _relax_event(
         graph, carried, phase, prepared, entries, max_sweeps, sweeps, converged)
     for t in range(0 if looped else max_sweeps):
         if synchronous:
-            changed = event_sweep(graph, carried, fixed, phase, prepared, sequential, kernel_entries=entries)
+            changed = event_sweep(graph, carried, fixed, phase, prepared, sequential, kernel_entries=entries,
+                                  quiet=quiet)
         else:
             order = async_order(graph, sequential, generator)
             changed = async_event_sweep(graph, carried, fixed, phase, prepared, order)

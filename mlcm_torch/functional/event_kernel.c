@@ -76,14 +76,17 @@ static float decide(double h, float s, int encoding, int tie) {
 /* Sure neurons (|h| > bound, so h != 0) are decided in one branch-free pass; the unsure ones
  * of every sample (listed in ``pairs``, batch * size entries) are re-evaluated exactly
  * (exact_field, from the states before the sweep), then each sample's states are replaced.
- * Returns the number of changed pairs. */
-int64_t mlcm_decide(
+ * Samples with ``skip[b]`` set (NULL: none) are not decided: Δ = 0, no change. The callers pass
+ * the samples already converged: their states and fields are those of a sweep that changed
+ * nothing, and the decisions are those of exact arithmetic, a function of the states alone, so
+ * deciding them again would change nothing. Returns the number of changed pairs. */
+static int64_t decide_layer(
     int64_t batch, int64_t size,
     const float *fields, const float *constant,
     const double *bound_constant, int64_t bound_stride, const double *error, double bound_scale,
     float *states, int64_t states_stride, double j_d, int encoding, int tie,
     const Term *terms, int64_t n_terms, int64_t self_after, const double *theta,
-    float *delta, int32_t *changed, int64_t *counts, int32_t *pairs, int64_t *rechecked)
+    float *delta, int32_t *changed, int64_t *counts, int32_t *pairs, int64_t *rechecked, const uint8_t *skip)
 {
     int64_t total = 0, unsure = 0;
     const float on = 1.0f, off = encoding == 0 ? -1.0f : 0.0f;
@@ -94,6 +97,10 @@ int64_t mlcm_decide(
         float *restrict d = delta + b * size;
         int32_t *restrict close = changed + b * size;  /* scratch until the change lists are written */
         int32_t flagged = 0;
+        if (skip != NULL && skip[b]) {
+            memset(d, 0, (size_t)size * sizeof(float));
+            continue;
+        }
         for (int64_t i = 0; i < size; ++i) {
             double h = (double)f[i] + j_d * (double)s[i] + (double)c[i];
             close[i] = fabs(h) <= bound_scale * (error[i] + a[i]);
@@ -115,6 +122,10 @@ int64_t mlcm_decide(
         const float *restrict d = delta + b * size;
         int32_t *list = changed + b * size;
         int64_t count = 0;
+        if (skip != NULL && skip[b]) {
+            counts[b] = 0;
+            continue;
+        }
         for (int64_t i = 0; i < size; ++i)
             if (d[i] != 0.0f) list[count++] = (int32_t)i;
         for (int64_t k = 0; k < count; ++k) s[list[k]] += d[list[k]];
@@ -123,6 +134,19 @@ int64_t mlcm_decide(
     }
     *rechecked = unsure;
     return total;
+}
+
+int64_t mlcm_decide(
+    int64_t batch, int64_t size,
+    const float *fields, const float *constant,
+    const double *bound_constant, int64_t bound_stride, const double *error, double bound_scale,
+    float *states, int64_t states_stride, double j_d, int encoding, int tie,
+    const Term *terms, int64_t n_terms, int64_t self_after, const double *theta,
+    float *delta, int32_t *changed, int64_t *counts, int32_t *pairs, int64_t *rechecked, const uint8_t *skip)
+{
+    return decide_layer(batch, size, fields, constant, bound_constant, bound_stride, error, bound_scale, states,
+                        states_stride, j_d, encoding, tie, terms, n_terms, self_after, theta, delta, changed, counts,
+                        pairs, rechecked, skip);
 }
 
 /* Corrections sum the changed rows in groups of GROUP, each group in float32 by fused
@@ -172,12 +196,14 @@ void mlcm_correct(
 
 /* Synchronous sweeps of one layer that receives from no other layer, in a loop, as
  * events.event_sweep and events._propagate run them one at a time from Python: decide
- * (mlcm_decide), count the sweep of every sample not yet converged and mark converged the
- * samples that did not change, correct the fields by the changed neurons (mlcm_correct) and
- * raise the carried bound by 2 (γ_7 + γ^(64)_(⌈k/8⌉+2)) scale_i + u reach_i (k the most changes
- * of a sample, u = 2^-24, γ^(64) of double precision), until every sample has converged or ``max_sweeps`` ran. A sweep that changed more
- * than ``dense_pairs`` (sample, neuron) pairs is left uncorrected for the caller's dense product:
- * ``*pending`` is then its number of changed pairs (else 0). Returns the sweeps run. */
+ * (mlcm_decide; the samples already converged are skipped, see decide_layer), count the sweep
+ * of every sample not yet converged and mark converged the samples that did not change, correct
+ * the fields by the changed neurons (mlcm_correct) and raise the carried bound by
+ * 2 (γ_7 + γ^(64)_(⌈k/8⌉+2)) scale_i + u reach_i (k the most changes of a sample, u = 2^-24,
+ * γ^(64) of double precision), until every sample has converged or ``max_sweeps`` ran. A sweep
+ * that changed more than ``dense_pairs`` (sample, neuron) pairs is left uncorrected for the
+ * caller's dense product: ``*pending`` is then its number of changed pairs (else 0). Returns the
+ * sweeps run. */
 int64_t mlcm_relax_sync(
     int64_t batch, int64_t size,
     float *fields, const float *constant,
@@ -191,9 +217,9 @@ int64_t mlcm_relax_sync(
     const double u = ldexp(1.0, -24);
     *pending = 0;
     for (int64_t t = 0; t < max_sweeps; ++t) {
-        int64_t total = mlcm_decide(batch, size, fields, constant, bound_constant, bound_stride, error, bound_scale,
-                                    states, states_stride, j_d, encoding, tie, terms, n_terms, self_after, theta,
-                                    delta, changed, counts, pairs, rechecked);
+        int64_t total = decide_layer(batch, size, fields, constant, bound_constant, bound_stride, error, bound_scale,
+                                     states, states_stride, j_d, encoding, tie, terms, n_terms, self_after, theta,
+                                     delta, changed, counts, pairs, rechecked, converged);
         int all = 1, most = 0;
         for (int64_t b = 0; b < batch; ++b) {
             sweeps[b] += !converged[b];

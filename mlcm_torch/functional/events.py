@@ -559,11 +559,13 @@ def _decide_args(graph: Graph, carried: EventState, layer: int, entry: KernelLay
         ctypes.byref(rechecked))
 
 
-def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelLayer) -> int:
-    """The kernel's decisions of ``layer`` (states, Δ and changed lists written in place);
+def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelLayer, skip: Tensor | None) -> int:
+    """The kernel's decisions of ``layer`` (states, Δ and changed lists written in place), the
+    samples of ``skip`` (a contiguous bool mask of converged samples, or None) left out;
     returns the number of changed (sample, neuron) pairs."""
     error = carried.errors[layer].contiguous()
-    return kernel.library().mlcm_decide(*_decide_args(graph, carried, layer, entry, error, ctypes.c_int64()))
+    return kernel.library().mlcm_decide(*_decide_args(graph, carried, layer, entry, error, ctypes.c_int64()),
+                                        skip.data_ptr() if skip is not None else None)
 
 
 def kernel_relax(
@@ -615,18 +617,26 @@ def event_sweep(
     sequential: bool = True,
     dense_fraction: float = DENSE_FRACTION,
     kernel_entries: list[KernelLayer | None] | None = None,
+    quiet: list[Tensor] | None = None,
 ) -> Tensor:
     """One synchronous sweep on carried fields, in place; returns the per-sample change mask.
-    ``kernel_entries`` (:func:`kernel_layers`): the layers the compiled kernel decides."""
+    ``kernel_entries`` (:func:`kernel_layers`): the layers the compiled kernel decides.
+    ``quiet`` (with ``kernel_entries``; :func:`quiet_masks`, kept from sweep to sweep of one
+    phase): per layer, the samples whose layer changed nothing when last decided and whose
+    states and fields of that layer are unchanged since; the kernel skips them, since their
+    decisions (exact, a function of the states) would change nothing again. Updated here."""
     states = carried.states
     changed = torch.zeros(states.shape[:-1], dtype=torch.bool, device=states.device)
     pending = []
     for layer, spec in enumerate(graph.layers):
         entry = kernel_entries[layer] if kernel_entries is not None else None
         if entry is not None:
-            total = _kernel_decide(graph, carried, layer, entry)
+            total = _kernel_decide(graph, carried, layer, entry, quiet[layer] if quiet is not None else None)
+            if quiet is not None:
+                torch.eq(entry.counts, 0, out=quiet[layer])
             if total:
                 changed |= entry.counts > 0
+                _unquiet(graph, layer, phase, quiet, quiet[layer] if quiet is not None else None)
                 lists = (entry, total, int(entry.counts.max()))
                 _propagate(graph, couplings, carried, layer, entry.delta, phase, dense_fraction, lists)
             continue
@@ -646,7 +656,9 @@ def event_sweep(
                 exact = _exact_fields(graph, states, phase, layer, cols)
                 new[..., cols] = layer_activate(spec, exact, s[..., cols])
         delta = new - s
-        changed |= delta.ne(0).any(dim=-1)
+        moved = delta.ne(0).any(dim=-1)
+        changed |= moved
+        _unquiet(graph, layer, phase, quiet, ~moved, itself=True)
         if sequential:
             states[..., part] = new
             _propagate(graph, couplings, carried, layer, delta, phase, dense_fraction)
@@ -656,6 +668,27 @@ def event_sweep(
         states[..., part] = new
         _propagate(graph, couplings, carried, layer, delta, phase, dense_fraction)
     return changed
+
+
+def quiet_masks(graph: Graph, states: Tensor, entries: list[KernelLayer | None] | None) -> list[Tensor] | None:
+    """The all-False ``quiet`` masks of :func:`event_sweep`, one (B,) bool per layer, for a
+    relaxation whose layers the kernel decides (None otherwise: nothing to skip)."""
+    if entries is None or all(entry is None for entry in entries):
+        return None
+    return [torch.zeros(states.shape[0], dtype=torch.bool) for _ in graph.layers]
+
+
+def _unquiet(graph: Graph, layer: int, phase: Phase, quiet: list[Tensor] | None, still: Tensor,
+             itself: bool = False) -> None:
+    """Clear ``quiet`` of the layers whose fields ``layer`` moves (and of ``layer`` itself) for
+    the samples not ``still``."""
+    if quiet is None:
+        return
+    for _, coupling in graph.incoming_from(layer, phase.feedback):
+        if coupling.strength != 0:
+            quiet[coupling.post] &= still
+    if itself:
+        quiet[layer] &= still
 
 
 def start_exact(graph: Graph, states: Tensor, phase: Phase) -> EventState:

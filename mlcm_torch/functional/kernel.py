@@ -86,11 +86,12 @@ def library() -> ctypes.CDLL | None:
                       RuntimeWarning, stacklevel=2)
         return None
     i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
+    decide = [i64, i64, ptr, ptr, ptr, i64, ptr, dbl, ptr, i64, dbl, ctypes.c_int, ctypes.c_int,
+              ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]  # shared by mlcm_decide and mlcm_relax_sync
     lib.mlcm_decide.restype = i64
-    lib.mlcm_decide.argtypes = [i64, i64, ptr, ptr, ptr, i64, ptr, dbl, ptr, i64, dbl, ctypes.c_int, ctypes.c_int,
-                                ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.mlcm_decide.argtypes = [*decide, ptr]
     lib.mlcm_relax_sync.restype = i64
-    lib.mlcm_relax_sync.argtypes = [*lib.mlcm_decide.argtypes, ptr, dbl, ptr, ptr, ptr, ptr, i64, i64, ptr, ptr, ptr]
+    lib.mlcm_relax_sync.argtypes = [*decide, ptr, dbl, ptr, ptr, ptr, ptr, i64, i64, ptr, ptr, ptr]
     lib.mlcm_correct.restype = None
     lib.mlcm_correct.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, dbl, dbl, ptr, i64, ptr, ptr]
     lib.mlcm_pack_signs_int8.restype = i64
