@@ -387,7 +387,7 @@ def _product(delta: Tensor, rows: Tensor | None, matrix: Tensor, dense_fraction:
 class KernelLayer(NamedTuple):
     """What the compiled kernel needs of one layer in one phase (:func:`kernel_layers`): the
     phase-constant field ``constant`` (B, N) float32 and its bound part ``bound_constant``
-    (B, N) float64, the field's terms for exact re-checks (pointing into ``keep``), the
+    (N,) float64 (per neuron, the largest over the samples), the field's terms for exact re-checks (pointing into ``keep``), the
     thresholds θ in float64, and the buffers the kernel writes: Δ, the changed neurons per
     sample and their counts, the list of the (sample, neuron) pairs re-checked, and two work rows
     (the double sums and a float32 group)."""
@@ -527,7 +527,11 @@ def kernel_layers(
         value, value_bound = fixed[layer]
         constant = torch.zeros(batch, spec.size, dtype=torch.float32)
         constant += value
-        bound_constant = torch.zeros(batch, spec.size, dtype=_F64)
+        # per neuron, the largest over the batch (a bound for every sample; its per-sample part, the
+        # rounding of the drives, is ~1 % of it): the decision pass then reads no (B, N) doubles
+        if isinstance(value_bound, Tensor) and value_bound.dim() == 2:
+            value_bound = value_bound.amax(dim=0)
+        bound_constant = torch.zeros(spec.size, dtype=_F64)
         bound_constant += value_bound
         theta = None
         if phase.thresholds[layer] is not None:
@@ -551,7 +555,7 @@ def _decide_args(graph: Graph, carried: EventState, layer: int, entry: KernelLay
     spec, states = graph.layers[layer], carried.states
     return (
         states.shape[0], spec.size, carried.fields[layer].data_ptr(), entry.constant.data_ptr(),
-        entry.bound_constant.data_ptr(), spec.size, error.data_ptr(), BOUND_SCALE,
+        entry.bound_constant.data_ptr(), 0, error.data_ptr(), BOUND_SCALE,
         states[:, graph.slice(layer)].data_ptr(), states.stride(0), float(spec.j_d),
         ENCODINGS.index(spec.encoding), TIES.index(spec.tie), ctypes.addressof(entry.terms), entry.n_terms,
         1 if spec.J is not None else 0, entry.theta.data_ptr() if entry.theta is not None else None,
