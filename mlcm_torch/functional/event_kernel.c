@@ -77,10 +77,10 @@ static float decide(double h, float s, int encoding, int tie) {
  * of every sample (listed in ``pairs``, batch * size entries) are re-evaluated exactly
  * (exact_field, from the states before the sweep), then each sample's states are replaced.
  * Samples with ``skip[b]`` set (NULL: none) are not decided: Δ = 0, no change. The callers pass
- * the samples already converged: their states and fields are those of a sweep that changed
- * nothing, and the decisions are those of exact arithmetic, a function of the states alone, so
- * deciding them again would change nothing. Returns the number of changed pairs. */
-static int64_t decide_layer(
+ * samples whose decisions cannot change: the layer changed nothing when last decided and no
+ * state it depends on changed since (e.g. a converged sample); the decisions are those of exact
+ * arithmetic, a function of those states alone. Returns the number of changed pairs. */
+int64_t mlcm_decide(
     int64_t batch, int64_t size,
     const float *fields, const float *constant,
     const double *bound_constant, int64_t bound_stride, const double *error, double bound_scale,
@@ -136,19 +136,6 @@ static int64_t decide_layer(
     return total;
 }
 
-int64_t mlcm_decide(
-    int64_t batch, int64_t size,
-    const float *fields, const float *constant,
-    const double *bound_constant, int64_t bound_stride, const double *error, double bound_scale,
-    float *states, int64_t states_stride, double j_d, int encoding, int tie,
-    const Term *terms, int64_t n_terms, int64_t self_after, const double *theta,
-    float *delta, int32_t *changed, int64_t *counts, int32_t *pairs, int64_t *rechecked, const uint8_t *skip)
-{
-    return decide_layer(batch, size, fields, constant, bound_constant, bound_stride, error, bound_scale, states,
-                        states_stride, j_d, encoding, tie, terms, n_terms, self_after, theta, delta, changed, counts,
-                        pairs, rechecked, skip);
-}
-
 /* Corrections sum the changed rows in groups of GROUP, each group in float32 by fused
  * multiply-adds in the order of the changed list (Δ is 0, ±1 or ±2, so the first product is
  * exact and each later term meets one rounding: at most GROUP - 1 per term), the groups in
@@ -196,7 +183,7 @@ void mlcm_correct(
 
 /* Synchronous sweeps of one layer that receives from no other layer, in a loop, as
  * events.event_sweep and events._propagate run them one at a time from Python: decide
- * (mlcm_decide; the samples already converged are skipped, see decide_layer), count the sweep
+ * (mlcm_decide, the samples already converged skipped), count the sweep
  * of every sample not yet converged and mark converged the samples that did not change, correct
  * the fields by the changed neurons (mlcm_correct) and raise the carried bound by
  * 2 (γ_7 + γ^(64)_(⌈k/8⌉+2)) scale_i + u reach_i (k the most changes of a sample, u = 2^-24,
@@ -217,9 +204,9 @@ int64_t mlcm_relax_sync(
     const double u = ldexp(1.0, -24);
     *pending = 0;
     for (int64_t t = 0; t < max_sweeps; ++t) {
-        int64_t total = decide_layer(batch, size, fields, constant, bound_constant, bound_stride, error, bound_scale,
-                                     states, states_stride, j_d, encoding, tie, terms, n_terms, self_after, theta,
-                                     delta, changed, counts, pairs, rechecked, converged);
+        int64_t total = mlcm_decide(batch, size, fields, constant, bound_constant, bound_stride, error, bound_scale,
+                                    states, states_stride, j_d, encoding, tie, terms, n_terms, self_after, theta,
+                                    delta, changed, counts, pairs, rechecked, converged);
         int all = 1, most = 0;
         for (int64_t b = 0; b < batch; ++b) {
             sweeps[b] += !converged[b];

@@ -386,9 +386,9 @@ def _product(delta: Tensor, rows: Tensor | None, matrix: Tensor, dense_fraction:
 
 class KernelLayer(NamedTuple):
     """What the compiled kernel needs of one layer in one phase (:func:`kernel_layers`): the
-    phase-constant field ``constant`` (B, N) float32 and its bound part ``bound_constant``
-    (N,) float64 (per neuron, the largest over the samples), the field's terms for exact re-checks (pointing into ``keep``), the
-    thresholds θ in float64, and the buffers the kernel writes: Δ, the changed neurons per
+    phase-constant field ``constant`` (B, N) float32 and its bound part ``bound_constant`` (N,)
+    float64 (per neuron, the largest over the samples), the field's terms for exact re-checks
+    (pointing into ``keep``), the thresholds θ in float64, and the buffers the kernel writes: Δ, the changed neurons per
     sample and their counts, the list of the (sample, neuron) pairs re-checked, and two work rows
     (the double sums and a float32 group)."""
 
@@ -565,7 +565,8 @@ def _decide_args(graph: Graph, carried: EventState, layer: int, entry: KernelLay
 
 def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelLayer, skip: Tensor | None) -> int:
     """The kernel's decisions of ``layer`` (states, Δ and changed lists written in place), the
-    samples of ``skip`` (a contiguous bool mask of converged samples, or None) left out;
+    samples of ``skip`` ((B,) bool, contiguous: the ``quiet`` ones of :func:`event_sweep`; or
+    None) left out;
     returns the number of changed (sample, neuron) pairs."""
     error = carried.errors[layer].contiguous()
     return kernel.library().mlcm_decide(*_decide_args(graph, carried, layer, entry, error, ctypes.c_int64()),
