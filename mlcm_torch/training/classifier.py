@@ -61,7 +61,9 @@ class MLCMClassifier(ClassifierModule):
         micro_batch_size: run each loader batch as consecutive micro-batches of this size, each
             with its own relaxation, local update and readout step — the same couplings as a
             loader of that batch size (tested), with one Lightning step per loader batch
-            (``global_step`` still counts readout steps). Default: the whole batch.
+            (``global_step`` still counts readout steps, so it moves by several per Lightning step:
+            save every N steps with :class:`~mlcm_torch.training.StepCheckpoint`, which cannot skip
+            a multiple of N). Default: the whole batch.
         readout_scheduler: learning-rate schedule of the readout, a factor per epoch (see
             :func:`~mlcm_torch.training.schedules.lr_factor`): ``constant`` (no scheduler),
             ``cosine`` or ``step``. It drives a ``LambdaLR`` on the readout optimizer (returned by
