@@ -249,3 +249,13 @@ def test_step_checkpoints_keep_saving_when_micro_batches_step_past_the_multiples
                         enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(MLCMClassifier(net, micro_batch_size=8), data)
     assert sorted(int(path.stem.split("=")[1]) for path in tmp_path.glob("step=*.ckpt")) == saved
+    for path in tmp_path.glob("step=*.ckpt"):  # the callback's state under its own key, so a resume restores it
+        assert callback.state_key in torch.load(path, weights_only=False)["callbacks"], path.name
+
+
+def test_a_float64_network_trains_in_micro_batches(tmp_path):
+    """The step's statistics mix dtypes (float64 logits and loss, float32 unstable fractions)."""
+    net = MLCM(**{**SMALL, "readout": "perceptron"}).double()
+    model = MLCMClassifier(net, micro_batch_size=8)
+    trainer(tmp_path, max_epochs=1, limit_val_batches=0, limit_train_batches=3).fit(model, datamodule=synthetic())
+    assert model._sums[1, -1] == 3 * 16 and torch.isfinite(model._sums).all()

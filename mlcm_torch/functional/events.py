@@ -636,12 +636,13 @@ def event_sweep(
     for layer, spec in enumerate(graph.layers):
         entry = kernel_entries[layer] if kernel_entries is not None else None
         if entry is not None:
-            total = _kernel_decide(graph, carried, layer, entry, quiet[layer] if quiet is not None else None)
-            if quiet is not None:
-                torch.eq(entry.counts, 0, out=quiet[layer])
+            still = quiet[layer] if quiet is not None else None
+            total = _kernel_decide(graph, carried, layer, entry, still)
+            if still is not None:
+                torch.eq(entry.counts, 0, out=still)  # this layer's quiet samples from now on
             if total:
                 changed |= entry.counts > 0
-                _unquiet(graph, layer, phase, quiet, quiet[layer] if quiet is not None else None)
+                _unquiet(graph, layer, phase, quiet, still)
                 lists = (entry, total, int(entry.counts.max()))
                 _propagate(graph, couplings, carried, layer, entry.delta, phase, dense_fraction, lists)
             continue

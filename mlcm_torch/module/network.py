@@ -295,11 +295,11 @@ class Network(Configurable, nn.Module):
                       and kept.fields[layer] is not None and margin <= active and all(c.W is None for c in extra))
             field, error = (kept.fields[layer], kept.errors[layer]) if usable else (None, None)
             if usable and extra:
+                reach = field.abs().to(torch.float64) + sum(abs(c.strength) for c in extra)  # |F| + Σ|λ|
                 field = field.to(torch.float64)
                 for coupling in extra:
                     pre = states[..., graph.slice(coupling.pre)].to(torch.float64)
                     field = field - coupling.strength * F.pad(pre, (0, spec.size - pre.shape[-1]))
-                reach = field.abs() + sum(abs(c.strength) for c in extra)
                 error = error + rounding_gamma(len(extra), torch.float64) * reach
             fields.append(field)
             errors.append(error)

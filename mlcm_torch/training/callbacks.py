@@ -147,6 +147,8 @@ class StepCheckpoint(ModelCheckpoint):
     every later save. Everything else is ``ModelCheckpoint``'s.
     """
 
+    _every_configured: Optional[int] = None  # N while on_train_batch_end lends the attribute out
+
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         self._step_at_start = trainer.global_step
 
@@ -155,11 +157,24 @@ class StepCheckpoint(ModelCheckpoint):
         passed = every >= 1 and step // every > getattr(self, "_step_at_start", step) // every
         if not passed or step % every == 0:
             return super().on_train_batch_end(trainer, *args, **kwargs)
-        self._every_n_train_steps = step  # ModelCheckpoint's own test (step % N == 0) passes for this step
+        # ModelCheckpoint's own test (step % N == 0) passes for this step with N = step
+        self._every_configured, self._every_n_train_steps = every, step
         try:
             super().on_train_batch_end(trainer, *args, **kwargs)
         finally:
-            self._every_n_train_steps = every
+            self._every_n_train_steps, self._every_configured = every, None
+
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's key (it names the callback's state in a checkpoint), always from the
+        configured N, also for a checkpoint written while ``on_train_batch_end`` lends it out."""
+        if self._every_configured is None:
+            return super().state_key
+        lent, self._every_n_train_steps = self._every_n_train_steps, self._every_configured
+        try:
+            return super().state_key
+        finally:
+            self._every_n_train_steps = lent
 
 
 def coupling_elements(module: nn.Module) -> tuple[int, int]:

@@ -130,7 +130,7 @@ class MLCMClassifier(ClassifierModule):
         self.network = network
         statistics = 4 + 2 * network.num_layers + 1
         # the per-step statistics (× batch) and the sample count, summed since the last logging
-        # step (row 0) and over the epoch (row 1): one in-place add per micro-batch
+        # step (row 0) and over the epoch (row 1): one in-place add per Lightning step
         self.register_buffer("_sums", torch.zeros(2, statistics + 1), persistent=False)
 
     def configure_optimizers(self):
@@ -219,17 +219,18 @@ class MLCMClassifier(ClassifierModule):
         micro-batches are concatenated, so each statistic costs a few tensor ops per Lightning step
         rather than per micro-batch. Returns the step's mean loss."""
         logits = torch.cat([outcome.logits for outcome in outcomes])
+        shares = [outcome.logits.shape[0] / y.shape[0] for outcome in outcomes]  # each micro-batch's weight
         if outcomes[0].loss is None:
             loss = self.loss(logits, y)
-        else:  # micro-batch losses weighted by their sizes
-            sizes = logits.new_tensor([outcome.logits.shape[0] for outcome in outcomes])
-            loss = torch.stack([outcome.loss for outcome in outcomes]) @ sizes / y.shape[0]
+        else:
+            losses = torch.stack([outcome.loss for outcome in outcomes])
+            loss = losses @ losses.new_tensor(shares)
         relaxation = Relaxation(*(torch.cat(parts) for parts in zip(*(outcome.relaxation for outcome in outcomes))))
-        weights = logits.new_tensor([outcome.logits.shape[0] / y.shape[0] for outcome in outcomes])
-        zero = loss.new_zeros(())
-        fractions = weights @ torch.stack([torch.stack([*outcome.stats["unstable_fraction"],
-                                                        outcome.stats.get("readout_unstable_fraction", zero)])
-                                           for outcome in outcomes])
+        per_layer = [outcome.stats["unstable_fraction"] for outcome in outcomes]
+        zero = per_layer[0][0].new_zeros(())
+        fractions = torch.stack([torch.stack([*layers, outcome.stats.get("readout_unstable_fraction", zero)])
+                                 for layers, outcome in zip(per_layer, outcomes)])
+        fractions = fractions.new_tensor(shares) @ fractions
         values = torch.cat([torch.stack([loss, self.correct(logits, y).mean(), relaxation.sweeps.float().mean(),
                                          relaxation.not_converged_fraction()]),
                             relaxation.activity(self.network.state_encoding, self.network.sizes),
