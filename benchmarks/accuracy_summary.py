@@ -184,7 +184,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     rows = summarise(paths)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"{len(rows)} rows from {len(paths)} files -> {args.out}")
+    print(f"{len(rows)} rows from {len(paths)} files -> {args.out}", file=sys.stderr)
     if args.markdown:
         print(markdown(rows))
     return rows
