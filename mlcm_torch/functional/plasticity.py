@@ -74,7 +74,8 @@ def margins(graph: Graph, states: Tensor, x: Tensor, drives: Sequence[Tensor | N
     return out
 
 
-def _margin_couplings(graph: Graph, layer: int) -> list[tuple[int, Coupling]]:
+def margin_couplings(graph: Graph, layer: int) -> list[tuple[int, Coupling]]:
+    """(index, coupling) of the couplings that count in the margins of ``layer`` (thesis eq. 6.3)."""
     return [(k, c) for k, c in enumerate(graph.couplings) if c.post == layer and c.margin and c.strength != 0]
 
 
@@ -97,7 +98,7 @@ def margin_bound(graph: Graph, layer: int, rows: int | None, device: torch.devic
     the network's carried ones), else one pass per matrix."""
     spec = graph.layers[layer]
     terms = [] if fields_error is not None or spec.J is None else [(spec.J, spec.J.shape[-1], 1 / spec.unit)]
-    for _, coupling in _margin_couplings(graph, layer):
+    for _, coupling in margin_couplings(graph, layer):
         if fields_error is not None and coupling.pre != "input":
             continue
         if coupling.W is None:
@@ -126,7 +127,7 @@ def exact_margin_fields(graph: Graph, states: Tensor, x: Tensor, layer: int, neu
     h = s.new_zeros((*s.shape[:-1], neurons.numel()))
     if spec.J is not None:
         h = s @ spec.J[..., neurons, :].to(torch.float64).transpose(-1, -2) / spec.unit
-    for _, coupling in _margin_couplings(graph, layer):
+    for _, coupling in margin_couplings(graph, layer):
         pre = (x if coupling.pre == "input" else states[..., graph.slice(coupling.pre)]).to(torch.float64)
         if coupling.W is None:
             inside = neurons < pre.shape[-1]
@@ -159,7 +160,7 @@ def unstable_neurons(
         s = states[..., graph.slice(layer)]
         if field is not None:
             h = field.to(torch.float64)
-            for k, coupling in _margin_couplings(graph, layer):
+            for k, coupling in margin_couplings(graph, layer):
                 if coupling.pre == "input":
                     known = drives[k] if drives is not None else None
                     h = h + (known if known is not None else source_drive(coupling, x, s.shape[-1])).to(torch.float64)

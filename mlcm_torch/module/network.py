@@ -18,7 +18,12 @@ from mlcm_torch.functional import kernel
 from mlcm_torch.functional.events import Carry, EventCouplings, event_couplings
 from mlcm_torch.functional.fields import activate, fields, prepare_phase, rounding_gamma, source_drive
 from mlcm_torch.functional.graph import Encoding, Graph, Phase
-from mlcm_torch.functional.plasticity import apply_update, perceptron_rule, readout_perceptron_rule
+from mlcm_torch.functional.plasticity import (
+    apply_update,
+    margin_couplings,
+    perceptron_rule,
+    readout_perceptron_rule,
+)
 from mlcm_torch.module import checks
 from mlcm_torch.module.bounds import RowL1Bounds
 from mlcm_torch.module.config import Configurable
@@ -288,8 +293,7 @@ class Network(Configurable, nn.Module):
         for layer, spec in enumerate(graph.layers):
             active = {k for k, c in graph.incoming(layer, cached[0].phase.feedback) if not isinstance(c.pre, str)
                       and c.strength != 0}
-            margin = {k for k, c in enumerate(graph.couplings)
-                      if c.post == layer and c.margin and c.strength != 0 and not isinstance(c.pre, str)}
+            margin = {k for k, c in margin_couplings(graph, layer) if not isinstance(c.pre, str)}
             extra = [graph.couplings[k] for k in sorted(active - margin)]
             usable = (spec.encoding == "pm1" and spec.J is not None and kept.errors[layer] is not None
                       and kept.fields[layer] is not None and margin <= active and all(c.W is None for c in extra))
@@ -321,17 +325,14 @@ class Network(Configurable, nn.Module):
         if y is None:
             return {"free": self._run(graph, states, free, dynamics.inference_budget)}
         clamped = prepare_phase(graph, x, y, True, like=free)
-        carry = Carry()  # the event backend carries its fields from phase to phase and to the margins
-        if dynamics.protocol == "thesis":
-            phases = {"clamped": self._run(graph, states, clamped, dynamics.max_sweeps, True, carry)}
-            self.__dict__["_field_cache"] = (carry, self._coupling_versions(graph))
-            return phases
-        phases = {}
-        if dynamics.warmup_sweeps:
+        phases, carry = {}, Carry()  # the event backend carries its fields from phase to phase and to the margins
+        steering = dynamics.protocol != "thesis"
+        if steering and dynamics.warmup_sweeps:
             phases["warmup"] = self._run(graph, states, free, dynamics.warmup_sweeps, True, carry)
             states = phases["warmup"].states
         phases["clamped"] = self._run(graph, states, clamped, dynamics.max_sweeps, True, carry)
-        phases["free"] = self._run(graph, phases["clamped"].states, free, dynamics.free_budget, True, carry)
+        if steering:
+            phases["free"] = self._run(graph, phases["clamped"].states, free, dynamics.free_budget, True, carry)
         self.__dict__["_field_cache"] = (carry, self._coupling_versions(graph))
         return phases
 
