@@ -208,6 +208,8 @@ def test_bad_arguments_raise_value_errors():
         run_dynamics(net, torch.ones(1, 2, 3), dynamics="parallel")
     with pytest.raises(ValueError, match="max_steps"):
         run_dynamics(net, torch.ones(1, 2, 3), max_steps=-1)
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'dense', 'event'\), got 'fast'"):
+        run_dynamics(net, torch.ones(1, 2, 3), backend="fast")
     with pytest.raises(ValueError, match="neuron index"):
         update_neuron(net, torch.ones(1, 2, 3), 3)
     with pytest.raises(ValueError, match="exponent d"):
@@ -235,3 +237,120 @@ def test_network_is_an_engine_graph_and_max_steps_zero_is_a_fixed_point_test(sto
     assert torch.equal(result.converged, fixed)
     assert torch.equal(result.steps, torch.where(fixed, 0, -1))
     assert bool(fixed[2].all())
+
+
+def _both_backends(net, s0, dynamics, max_steps, seed):
+    return [run_dynamics(net, s0, dynamics=dynamics, max_steps=max_steps, backend=backend,
+                         generator=torch.Generator().manual_seed(seed)) for backend in ("dense", "event")]
+
+
+@pytest.mark.parametrize("storage", ["float32", "float64"])
+@pytest.mark.parametrize("dynamics", ["sync", "async"])
+@pytest.mark.parametrize("keep_ties", [False, True])
+def test_event_backend_equals_dense_on_gaussian_networks(storage, dynamics, keep_ties):
+    """Same states, steps and convergence from both backends, for scalar and per-network J_D,
+    budgets 0, 1, 2 and a full one (Gaussian couplings: no field within rounding of zero)."""
+    compared = 0
+    for seed, n in ((0, 23), (1, 64), (2, 150)):
+        for j_d in (0.0, 0.4, torch.tensor([0.05, 0.6, 1.5])):
+            net = random_network(n, j_d, n_networks=3, kind="gaussian", storage=storage,
+                                 generator=torch.Generator().manual_seed(seed))
+            if keep_ties:
+                net = network_from_couplings(net.couplings, net.j_d, keep_ties=True)
+            s0 = random_states(3, 8, n, generator=torch.Generator().manual_seed(seed + 1), dtype=net.state_dtype)
+            initial = s0.clone()
+            for max_steps in (0, 1, 2, 60 if dynamics == "sync" else 20):
+                dense, event = _both_backends(net, s0, dynamics, max_steps, seed)
+                assert torch.equal(s0, initial)  # the initial states are not written to
+                for a, b in zip(dense, event):
+                    assert torch.equal(a, b)
+                compared += int(event.converged.sum())
+    assert compared > 50  # the comparison covers converged samples, not only budgets hit
+
+
+def _exact_binary_run(signs, j_d, s, max_steps, orders):
+    """The reference loop in integer units: h_i = Σ_(j≠i) sign_ij s_j, stable iff s_i h_i + J_D √N > 0."""
+    n = len(s)
+    threshold = j_d * math.sqrt(n)
+
+    def stable(state, i):
+        return state[i] * sum(signs[i][k] * state[k] for k in range(n) if k != i) + threshold > 0
+
+    if all(stable(s, i) for i in range(n)):
+        return 0, s
+    for t in range(1, max_steps + 1):
+        if orders is None:
+            s = [s[i] if stable(s, i) else -s[i] for i in range(n)]
+        else:
+            s = list(s)
+            for i in orders[t - 1]:
+                if not stable(s, i):
+                    s[i] = -s[i]
+        if all(stable(s, i) for i in range(n)):
+            return t, s
+    return -1, s
+
+
+@pytest.mark.parametrize("dynamics", ["sync", "async"])
+def test_event_backend_decides_exact_ties_of_float_binary_couplings(dynamics):
+    """Binary ±1/√N couplings in float32 with J_D = 0 and N − 1 even: fields that are exactly
+    zero occur (and flip the neuron). The event backend decides them exactly, like int8 storage
+    and an integer reference loop; float32 sums may round them to ±1e-8 (the dense path)."""
+    n, max_steps = 11, 30
+    net = random_network(n, 0.0, n_networks=2, kind="binary", storage="float32",
+                         generator=torch.Generator().manual_seed(5))
+    signs = torch.sign(net.couplings).to(torch.int8)
+    s0 = random_states(2, 16, n, generator=torch.Generator().manual_seed(6))
+    event = run_dynamics(net, s0, dynamics=dynamics, max_steps=max_steps, backend="event",
+                         generator=torch.Generator().manual_seed(7))
+    exact = run_dynamics(network_from_couplings(signs, 0.0), s0, dynamics=dynamics, max_steps=max_steps,
+                         generator=torch.Generator().manual_seed(7))
+    assert torch.equal(event.states, exact.states) and torch.equal(event.steps, exact.steps)
+    orders = None
+    if dynamics == "async":
+        g = torch.Generator().manual_seed(7)
+        orders = [torch.randperm(n, generator=g).tolist() for _ in range(max_steps)]
+    ties = 0
+    for m in range(2):
+        rows = signs[m].tolist()
+        for b in range(16):
+            steps, final = _exact_binary_run(rows, 0.0, [int(v) for v in s0[m, b].tolist()], max_steps, orders)
+            assert int(event.steps[m, b]) == steps
+            if steps >= 0:
+                assert event.states[m, b].tolist() == final
+        ties += int((s0[m] @ signs[m].float().T == 0).sum())
+    assert ties > 0  # the initial states hold exact zero fields
+
+
+@pytest.mark.parametrize("storage", ["float32", "float64"])
+@pytest.mark.parametrize("keep_ties", [False, True])
+def test_async_event_kernel_equals_its_pytorch_operations(storage, keep_ties, monkeypatch):
+    """The compiled asynchronous event sweep against the same sweep in PyTorch operations: equal
+    states, steps, and carried float64 fields after every sweep."""
+    from mlcm_torch.functional import events, kernel
+
+    if kernel.library() is None:
+        pytest.skip("no C compiler: the event backend runs in PyTorch operations only")
+    net = random_network(90, torch.tensor([0.1, 0.5]), n_networks=2, kind="gaussian", storage=storage,
+                         generator=torch.Generator().manual_seed(3))
+    net = network_from_couplings(net.couplings, net.j_d, keep_ties=keep_ties)
+    s0 = random_states(2, 8, 90, generator=torch.Generator().manual_seed(4), dtype=net.state_dtype)
+    calls, real = [], events._async_kernel
+    monkeypatch.setattr(events, "_async_kernel", lambda *a: real(*a) and (calls.append(1) or True))
+    runs = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(events.kernel, "library", lambda: None)
+        graph, phase = net.graph, net.phase
+        carried = events.start_exact(graph, s0.to(torch.float64).clone(), phase)
+        prepared, fixed = events.event_couplings(graph), events.exact_constants(graph, phase)
+        g, trace = torch.Generator().manual_seed(9), []
+        for _ in range(6):
+            order = [(0, torch.randperm(90, generator=g))]
+            changed = events.async_event_sweep(graph, carried, fixed, phase, prepared, order)
+            trace.append((changed.clone(), carried.states.clone(), carried.fields[0].clone()))
+        runs.append(trace)
+    assert calls, "the kernel was not used"
+    assert any(bool(changed.any()) for changed, _, _ in runs[0][1:])
+    for (c1, s1, f1), (c2, s2, f2) in zip(*runs):
+        assert torch.equal(c1, c2) and torch.equal(s1, s2) and torch.equal(f1, f2)

@@ -392,7 +392,7 @@ def _relax_event(
         entries = kernel_layers(graph, carried, fixed, phase, prepared, sequential)
         quiet = quiet_masks(graph, carried.states, entries)
     else:
-        carried = start_exact(graph, states.to(torch.float64), phase)
+        carried = start_exact(graph, states.to(torch.float64, copy=True), phase)
         fixed = exact_constants(graph, phase)
     looped = synchronous and check_every == 1 and kernel_relax(
         graph, carried, phase, prepared, entries, max_sweeps, sweeps, converged)

@@ -381,3 +381,43 @@ int64_t mlcm_sign_async(const uint64_t *couplings, float *states, int64_t nets, 
     }
 BLOCK_ASYNC(mlcm_block_async_f32, float)
 BLOCK_ASYNC(mlcm_block_async_f64, double)
+
+/* One asynchronous event sweep of a one-layer ±1 network (events.async_event_sweep on a layer
+ * that no other layer reads and that reads no other layer): fields (nets, batch, n) the carried
+ * float64 F_i = Σ_j J_ij s_j / unit, states (nets, batch, n) in double, rows (nets, n, n) Jᵀ with
+ * rows[i][j] = J_ji, j_d one per network, constant the phase-constant part of the field. For
+ * each neuron i of the order and each sample: h = (F_i + J_D s_i) + constant; "flip" keeps s_i
+ * where s_i h > 0, "keep" flips it where s_i h < 0; a change Δ corrects the sample's fields,
+ * F_j += (Δ inv_unit) · (double)J_ji, product and sum each rounded once as in the tensor loop:
+ * the same values. changed (nets, batch) is set where a sample changed. Returns the flips. */
+#define ASYNC_EVENT(NAME, T)                                                                      \
+    int64_t NAME(double *fields, double *states, const T *rows, int64_t nets, int64_t batch,     \
+                 int64_t n, const int64_t *order, int64_t n_order, const double *j_d,             \
+                 double constant, double inv_unit, int keep, uint8_t *changed) {                  \
+        int64_t flips = 0;                                                                        \
+        for (int64_t m = 0; m < nets; ++m) {                                                      \
+            const T *rows_net = rows + m * n * n;                                                 \
+            double jd = j_d[m];                                                                   \
+            for (int64_t k = 0; k < n_order; ++k) {                                               \
+                int64_t i = order[k];                                                             \
+                const T *row = rows_net + i * n;                                                  \
+                for (int64_t b = 0; b < batch; ++b) {                                             \
+                    int64_t sample = m * batch + b;                                               \
+                    double *f = fields + sample * n, *s = states + sample * n;                    \
+                    double s_i = s[i], h = (f[i] + jd * s_i) + constant, local = s_i * h;         \
+                    if (keep ? !(local < 0) : local > 0) continue;                                \
+                    double delta = -2 * s_i, scaled = delta * inv_unit;                          \
+                    s[i] = -s_i;                                                                  \
+                    changed[sample] = 1;                                                          \
+                    ++flips;                                                                      \
+                    for (int64_t j = 0; j < n; ++j) {                                             \
+                        double product = scaled * (double)row[j];                                 \
+                        f[j] = f[j] + product;                                                    \
+                    }                                                                             \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        return flips;                                                                             \
+    }
+ASYNC_EVENT(mlcm_async_event_f32, float)
+ASYNC_EVENT(mlcm_async_event_f64, double)

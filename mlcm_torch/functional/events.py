@@ -747,6 +747,8 @@ def async_event_sweep(
         spec = graph.layers[layer]
         offset = graph.offsets[layer]
         neurons = neurons.to(states.device)
+        if _async_kernel(graph, carried, fixed, phase, couplings, neurons, changed):
+            continue
         position = 0
         while position < neurons.numel():
             idx = neurons[position:]
@@ -776,6 +778,46 @@ def async_event_sweep(
                     fields[coupling.post] += coupling.strength * delta.unsqueeze(-1) * column.unsqueeze(-2)
             position += first + 1
     return changed
+
+
+def _async_kernel(
+    graph: Graph, carried: EventState, fixed: list[Tensor | float], phase: Phase, couplings: EventCouplings,
+    neurons: Tensor, changed: Tensor,
+) -> bool:
+    """The sweep of :func:`async_event_sweep` over ``neurons`` in the compiled kernel
+    (``mlcm_async_event_*``: the same decisions and the same float64 corrections, operation for
+    operation), for a one-layer ±1 network with float couplings (*nets, N, N) and a constant
+    part that is one number, on the CPU; ``changed`` is updated in place. False (nothing done)
+    where it does not apply."""
+    lib = kernel.library()
+    spec = graph.layers[0]
+    states, fields = carried.states, carried.fields[0]
+    rows = couplings.rows[0]
+    if (lib is None or len(graph.layers) != 1 or states.device.type != "cpu" or rows is None
+            or spec.encoding != "pm1" or spec.k_winners is not None or spec.tie not in ("flip", "keep")
+            or not isinstance(fixed[0], float) or rows.dtype not in (torch.float32, _F64)
+            or graph.incoming_from(0, phase.feedback)
+            or not (states.is_contiguous() and fields.is_contiguous() and rows.is_contiguous())):
+        return False
+    n = spec.size
+    nets = 1 if rows.dim() == 2 else rows.shape[0]
+    if rows.dim() > 3 or (nets > 1 and (states.dim() != 3 or states.shape[0] != nets)):
+        return False
+    j_d = spec.j_d if isinstance(spec.j_d, Tensor) else torch.tensor(float(spec.j_d))
+    j_d = j_d.to(device="cpu", dtype=states.dtype)
+    if j_d.dim() == 0:
+        j_d = j_d.expand(nets)
+    if j_d.shape != (nets,):
+        return False
+    j_d = j_d.contiguous()
+    order = neurons.to(torch.int64).contiguous()
+    flags = torch.zeros(changed.shape, dtype=torch.uint8)
+    run = lib.mlcm_async_event_f32 if rows.dtype == torch.float32 else lib.mlcm_async_event_f64
+    run(fields.data_ptr(), states.data_ptr(), rows.data_ptr(), nets, states.numel() // (nets * n), n,
+        order.data_ptr(), order.numel(), j_d.data_ptr(), fixed[0], 1.0 / spec.unit, int(spec.tie == "keep"),
+        flags.data_ptr())
+    changed |= flags.bool()
+    return True
 
 
 def exact_constants(graph: Graph, phase: Phase) -> list[Tensor | float]:

@@ -105,4 +105,7 @@ def library() -> ctypes.CDLL | None:
     for name in ("mlcm_block_async_f32", "mlcm_block_async_f64"):
         getattr(lib, name).restype = i64
         getattr(lib, name).argtypes = [ptr, ptr, ptr, i64, i64, i64, ptr, ctypes.c_int]
+    for name in ("mlcm_async_event_f32", "mlcm_async_event_f64"):
+        getattr(lib, name).restype = i64
+        getattr(lib, name).argtypes = [ptr, ptr, ptr, i64, i64, i64, ptr, i64, ptr, dbl, dbl, ctypes.c_int, ptr]
     return lib

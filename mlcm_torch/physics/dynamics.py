@@ -24,10 +24,14 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
+from mlcm_torch.functional import kernel
 from mlcm_torch.functional.dynamics import Relaxation, relax, sequential_updates, sweep_sync
-from mlcm_torch.physics.networks import Network, check_states
+from mlcm_torch.functional.fields import prepare_phase
+from mlcm_torch.functional.graph import Graph, Layer
+from mlcm_torch.physics.networks import Network, available_memory_bytes, check_states
 
 DYNAMICS = ("sync", "async")
+BACKENDS = ("auto", "dense", "event")
 _SCHEDULES = {"sync": "layer_sequential_sync", "async": "layer_sequential_async"}
 """The engine schedule of each physics dynamics (one layer: sequential and independent agree)."""
 BLOCK = 32
@@ -102,24 +106,71 @@ def run_dynamics(
     max_steps: int = 1000,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    backend: str = "auto",
 ) -> DynamicsResult:
     """Run synchronous or asynchronous zero-temperature dynamics from a batch of initial states.
 
     The engine's :func:`~mlcm_torch.functional.relax` with at most `max_steps` sweeps
     (``max_steps=0``: only the fixed-point test of the initial states), the last one confirmed
-    by a fixed-point test, on compacted batches: each step only touches the initial-state
-    columns that still hold an active sample, and the networks are compacted (a copy of the
-    live couplings) once at most half of them are still running. `generator` (CPU) draws the
-    asynchronous update orders, one random permutation per sweep. `progress` shows one bar for
-    the whole run, advanced by the sweeps it took.
+    by a fixed-point test. `generator` (CPU) draws the asynchronous update orders, one random
+    permutation per sweep shared by the whole batch. `progress` shows one bar for the whole run,
+    advanced by the sweeps it took.
+
+    `backend` (:data:`BACKENDS`): ``dense`` recomputes the fields each sweep (blocks of
+    :data:`BLOCK` neurons per product for the asynchronous sweep) on compacted batches: each
+    step only touches the initial-state columns that still hold an active sample, and the
+    networks are compacted (a copy of the live couplings) once at most half of them are still
+    running; int8 couplings sum packed bits, exactly. ``event`` carries the fields and corrects
+    them by the neurons that flipped (:mod:`~mlcm_torch.functional.events`): every decision is
+    the sign of the field evaluated in float64, where the dense path of float couplings decides
+    on float32 (float64) BLAS sums — the same result unless a field lies within that rounding of
+    zero (e.g. exact ties of binary couplings stored in float32, which the event backend decides
+    like int8 storage). ``auto``: ``event`` for float32 couplings on the CPU with the compiled
+    kernel and the memory for its copies of the couplings (12 bytes per coupling), ``dense``
+    otherwise.
     """
     if dynamics not in DYNAMICS:
         raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     max_steps = _check_max_steps(max_steps)
     states = check_states(network, initial)
+    if backend == "auto":
+        backend = "event" if _event_pays(network) else "dense"
     with tqdm(total=max_steps, disable=not progress, desc=f"{dynamics} dynamics", leave=False) as bar:
-        relaxation = relax(network.graph, states, network.phase, max_steps, _SCHEDULES[dynamics], generator,
-                           block=BLOCK, confirm_last=True, compact=True,
-                           confirm_each=dynamics == "async")
+        if backend == "event":
+            relaxation = _relax_event(network, states, dynamics, max_steps, generator)
+        else:
+            relaxation = relax(network.graph, states, network.phase, max_steps, _SCHEDULES[dynamics], generator,
+                               block=BLOCK, confirm_last=True, compact=True,
+                               confirm_each=dynamics == "async")
         bar.update(min(max_steps, int(relaxation.sweeps.max())) if relaxation.sweeps.numel() else 0)
     return DynamicsResult.from_relaxation(relaxation)
+
+
+def _event_pays(network: Network) -> bool:
+    """Whether ``auto`` picks the event backend: float32 couplings on the CPU with the kernel,
+    when half the free memory holds its copies of the couplings (Jᵀ in float32 and J in float64
+    for the first fields: 12 bytes per coupling)."""
+    if network.couplings.dtype != torch.float32 or network.device.type != "cpu" or kernel.library() is None:
+        return False
+    return 2 * 12 * network.couplings.numel() <= available_memory_bytes("cpu")
+
+
+def _relax_event(network: Network, states: torch.Tensor, dynamics: str, max_steps: int,
+                 generator: torch.Generator | None) -> Relaxation:
+    """The event backend's relaxation: the asynchronous sweep of the whole batch of networks at
+    once (one order per sweep, as the dense path draws it); the synchronous one network by
+    network (the carried float32 fields of the synchronous event sweep take one J)."""
+    if dynamics == "async":
+        return relax(network.graph, states, network.phase, max_steps, _SCHEDULES[dynamics], generator,
+                     backend="event", confirm_last=True)
+    parts = []
+    for m in range(network.n_networks):
+        j_d = network.j_d if not isinstance(network.j_d, torch.Tensor) else float(network.graph.layers[0].j_d[m])
+        layer = Layer(network.n, J=network.couplings[m], j_d=j_d, unit=network.unit,
+                      tie="keep" if network.keep_ties else "flip")
+        graph = Graph((layer,))
+        parts.append(relax(graph, states[m], prepare_phase(graph, None, None, feedback=False), max_steps, _SCHEDULES[dynamics], backend="event",
+                           confirm_last=True))
+    return Relaxation(*(torch.stack(values) for values in zip(*parts)))
