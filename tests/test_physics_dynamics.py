@@ -354,3 +354,17 @@ def test_async_event_kernel_equals_its_pytorch_operations(storage, keep_ties, mo
     assert any(bool(changed.any()) for changed, _, _ in runs[0][1:])
     for (c1, s1, f1), (c2, s2, f2) in zip(*runs):
         assert torch.equal(c1, c2) and torch.equal(s1, s2) and torch.equal(f1, f2)
+
+
+def test_auto_backend_choice():
+    """auto: event for float32 couplings on the CPU (with the kernel), dense for int8 (exact
+    packed sums), float64 and Hopfield (keep_ties) networks."""
+    from mlcm_torch.functional import kernel
+    from mlcm_torch.physics.dynamics import _event_pays
+
+    g = torch.Generator().manual_seed(0)
+    gaussian = random_network(20, 0.5, kind="gaussian", generator=g)
+    assert _event_pays(gaussian) == (kernel.library() is not None)
+    assert not _event_pays(random_network(20, 0.5, kind="binary", storage="int8", generator=g))
+    assert not _event_pays(random_network(20, 0.5, kind="gaussian", storage="float64", generator=g))
+    assert not _event_pays(network_from_couplings(gaussian.couplings, 0.5, keep_ties=True))

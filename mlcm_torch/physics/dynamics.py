@@ -126,8 +126,8 @@ def run_dynamics(
     on float32 (float64) BLAS sums — the same result unless a field lies within that rounding of
     zero (e.g. exact ties of binary couplings stored in float32, which the event backend decides
     like int8 storage). ``auto``: ``event`` for float32 couplings on the CPU with the compiled
-    kernel and the memory for its copies of the couplings (12 bytes per coupling), ``dense``
-    otherwise.
+    kernel and the memory for its copies of the couplings (12 bytes per coupling), except
+    Hopfield networks (``keep_ties``); ``dense`` otherwise.
     """
     if dynamics not in DYNAMICS:
         raise ValueError(f"dynamics must be one of {DYNAMICS}, got {dynamics!r}")
@@ -150,9 +150,12 @@ def run_dynamics(
 
 def _event_pays(network: Network) -> bool:
     """Whether ``auto`` picks the event backend: float32 couplings on the CPU with the kernel,
-    when half the free memory holds its copies of the couplings (Jᵀ in float32 and J in float64
-    for the first fields: 12 bytes per coupling)."""
-    if network.couplings.dtype != torch.float32 or network.device.type != "cpu" or kernel.library() is None:
+    not a Hopfield network (``keep_ties``: its Hebbian fields are often exactly zero, where the
+    float32 couplings ξᵀξ/N leave rounding that the backends resolve differently), when half
+    the free memory holds the event backend's copies of the couplings (Jᵀ in float32 and J in
+    float64 for the first fields: 12 bytes per coupling)."""
+    if (network.couplings.dtype != torch.float32 or network.keep_ties or network.device.type != "cpu"
+            or kernel.library() is None):
         return False
     return 2 * 12 * network.couplings.numel() <= available_memory_bytes("cpu")
 

@@ -58,7 +58,10 @@ def phase_diagram(
 ) -> dict:
     """Mean iterations to converge (non-converged counted as T_max) and regime over the (d, a) grid.
 
-    For each d, all a values are run in one batch (len(a) · n_networks networks).
+    For each d, all a values are run in one batch (len(a) · n_networks networks), on the dense
+    backend: binary couplings ±1/√N plus reinforcement, stored in float32, have fields that are
+    exactly zero at J_D = 0, where float32 sums leave rounding that the backends resolve
+    differently (:func:`~mlcm_torch.physics.dynamics.run_dynamics`); this keeps the published results.
     """
     d_values = check_values("d_values", d_values)
     a_values = check_values("a_values", a_values)
@@ -76,7 +79,7 @@ def phase_diagram(
             j[block] += sparse_reinforcement(n, d, a, n_networks=n_networks, generator=generator, device=device)
         net = Network(j, j_d)
         initial = random_states(k * n_networks, n_states, n, generator=generator, device=device)
-        res = run_dynamics(net, initial, dynamics=dynamics, max_steps=max_steps,
+        res = run_dynamics(net, initial, dynamics=dynamics, max_steps=max_steps, backend="dense",
                            generator=torch.Generator().manual_seed(seed), progress=progress)
         conv = res.converged.view(k, -1).cpu()
         steps = torch.where(res.converged, res.steps, max_steps).view(k, -1).to(torch.float64).cpu()
