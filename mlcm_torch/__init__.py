@@ -21,7 +21,7 @@ __all__ = [
     "MLCM", "Dense", "Dynamics", "InputCoupling", "LabelCoupling", "MLCMFeatures", "Network", "OneToOne",
     "Readout", "RecurrentLayer", "Relaxation", *_LIGHTNING,
 ]
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 
 def __getattr__(name: str):

@@ -168,7 +168,8 @@ def test_float_and_hopfield_networks_do_not_take_the_packed_path():
 @pytest.mark.parametrize("kind,storage", [("gaussian", "float32"), ("gaussian", "float64"), ("binary", "float32")])
 @pytest.mark.parametrize("j_d", [0.3, "per-network"])
 def test_float_async_blocks_in_the_kernel_equal_the_tensor_loop(kind, storage, j_d, monkeypatch):
-    """Binary float32 couplings ±1/√N with N = 100 and J_D = 0.3 give exact ties too."""
+    """The dense backend's block loop (the event backend has its own test). Binary float32 couplings
+    ±1/√N with N = 100 and J_D = 0.3 give exact ties too."""
     j_d = torch.tensor([0.1, 0.3, 0.6]) if j_d == "per-network" else j_d
     net = random_network(100, j_d, n_networks=3, kind=kind, storage=storage,
                          generator=torch.Generator().manual_seed(19))
@@ -176,7 +177,7 @@ def test_float_async_blocks_in_the_kernel_equal_the_tensor_loop(kind, storage, j
     calls = []
     real = kernel.library()
     monkeypatch.setattr(kernel, "library", lambda: calls.append(1) or real)
-    fast, slow = _both(monkeypatch, lambda: run_dynamics(net, s0, dynamics="async", max_steps=12,
+    fast, slow = _both(monkeypatch, lambda: run_dynamics(net, s0, dynamics="async", max_steps=12, backend="dense",
                                                          generator=torch.Generator().manual_seed(21)))
     assert calls
     for a, b in zip(fast, slow):

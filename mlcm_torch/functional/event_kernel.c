@@ -35,30 +35,57 @@ typedef struct {
     double divisor;
 } Term;
 
-/* The exact field of neuron i of sample b in double, added up in the order of
- * events._exact_fields (and of the dense path), so that a field that is zero in real arithmetic
- * rounds alike: the terms in order, the self-coupling term J_D s_i after the first ``self_after``
- * of them (1 when the first is the layer's J, else 0), the threshold last; each term's sum over
- * j in increasing j. */
-static double exact_field(int64_t b, int64_t i, const Term *terms, int64_t n_terms, int64_t self_after,
-                          double self_term, const double *theta) {
-    double h = 0.0;
-    for (int64_t t = 0; t < n_terms; ++t) {
-        if (t == self_after) h += self_term;
-        const Term *term = &terms[t];
-        const float *v = term->source + b * term->source_stride;
-        double sum = 0.0;
-        if (term->matrix == NULL) {
-            sum = i < term->width ? (double)v[i] : 0.0;
-        } else {
-            const float *m = term->matrix + i * term->row_stride;
-            for (int64_t j = 0; j < term->width; ++j) sum += (double)m[j * term->col_stride] * (double)v[j];
-        }
-        h += term->strength * (sum / term->divisor);
+/* The exact fields in double of up to RECHECK_GROUP neurons (pairs[q] = b * size + i: neuron i
+ * of sample b), each added up in the order of events._exact_fields (and of the dense path), so
+ * that a field that is zero in real arithmetic rounds alike: the terms in order, the
+ * self-coupling term J_D s_i after the first ``self_after`` of them (1 when the first is the
+ * layer's J, else 0), the threshold last; each term's sum over j in increasing j. The group's
+ * independent sums interleave (each still in its own order), so the long serial sums over j
+ * do not wait on each other's additions. */
+#define RECHECK_GROUP 8
+
+static void exact_fields(const int32_t *pairs, int64_t n, int64_t size, const Term *terms, int64_t n_terms,
+                         int64_t self_after, const double *self_terms, const double *theta, double *h) {
+    int64_t bs[RECHECK_GROUP], is[RECHECK_GROUP];
+    for (int64_t q = 0; q < n; ++q) {
+        bs[q] = pairs[q] / size;
+        is[q] = pairs[q] % size;
+        h[q] = 0.0;
     }
-    if (self_after >= n_terms) h += self_term;
-    if (theta != NULL) h -= theta[i];
-    return h;
+    for (int64_t t = 0; t < n_terms; ++t) {
+        const Term *term = &terms[t];
+        double sum[RECHECK_GROUP];
+        if (t == self_after)
+            for (int64_t q = 0; q < n; ++q) h[q] += self_terms[q];
+        if (term->matrix == NULL) {
+            for (int64_t q = 0; q < n; ++q) {
+                const float *v = term->source + bs[q] * term->source_stride;
+                sum[q] = is[q] < term->width ? (double)v[is[q]] : 0.0;
+            }
+        } else if (n == RECHECK_GROUP && term->col_stride == 1) {
+            const float *m[RECHECK_GROUP], *v[RECHECK_GROUP];
+            for (int64_t q = 0; q < RECHECK_GROUP; ++q) {
+                m[q] = term->matrix + is[q] * term->row_stride;
+                v[q] = term->source + bs[q] * term->source_stride;
+                sum[q] = 0.0;
+            }
+            for (int64_t j = 0; j < term->width; ++j)
+                for (int64_t q = 0; q < RECHECK_GROUP; ++q) sum[q] += (double)m[q][j] * (double)v[q][j];
+        } else {
+            for (int64_t q = 0; q < n; ++q) {
+                const float *m = term->matrix + is[q] * term->row_stride;
+                const float *v = term->source + bs[q] * term->source_stride;
+                double acc = 0.0;
+                for (int64_t j = 0; j < term->width; ++j) acc += (double)m[j * term->col_stride] * (double)v[j];
+                sum[q] = acc;
+            }
+        }
+        for (int64_t q = 0; q < n; ++q) h[q] += term->strength * (sum[q] / term->divisor);
+    }
+    for (int64_t q = 0; q < n; ++q) {
+        if (self_after >= n_terms) h[q] += self_terms[q];
+        if (theta != NULL) h[q] -= theta[is[q]];
+    }
 }
 
 /* The decision on a field h, as fields.activate: for h != 0 every tie rule gives "active iff
@@ -73,13 +100,28 @@ static float decide(double h, float s, int encoding, int tie) {
     return active ? on : off;
 }
 
-/* Sure neurons (|h| > bound, so h != 0) are decided in one branch-free pass; the unsure ones
- * of every sample (listed in ``pairs``, batch * size entries) are re-evaluated exactly
- * (exact_field, from the states before the sweep), then each sample's states are replaced.
- * Samples with ``skip[b]`` set (NULL: none) are not decided: Δ = 0, no change. The callers pass
- * samples whose decisions cannot change: the layer changed nothing when last decided and no
- * state it depends on changed since (e.g. a converged sample); the decisions are those of exact
- * arithmetic, a function of those states alone. Returns the number of changed pairs. */
+/* Neurons per chunk of the decision pass: flags for a chunk stay in a small stack buffer. */
+#define DECIDE_CHUNK 256
+
+/* Inserts the sorted changes ``extra`` (m entries) into the sorted list (count entries, room for
+ * count + m), from the back. */
+static void merge_sorted(int32_t *list, int64_t count, const int32_t *extra, int64_t m) {
+    int64_t a = count - 1, e = m - 1, out = count + m - 1;
+    while (e >= 0) list[out--] = (a >= 0 && list[a] > extra[e]) ? list[a--] : extra[e--];
+}
+
+/* Sure neurons (|h| > bound, so h != 0) are decided in a branch-free pass over chunks of the
+ * sample, which writes one flag byte per neuron to a stack buffer (1: unsure, 2: changes); the
+ * flagged ones are then listed, eight flags at a time: changes into the sample's changed list (increasing i) with
+ * their Δ, unsure ones (also written to ``pairs``) re-evaluated exactly (exact_fields, from the
+ * states before the sweep) and merged into the list where they change. Then the sample's states
+ * are replaced. Δ is zero except at the listed changes: the entries listed by the previous call
+ * are cleared first (the caller's buffers start at zero), so a pass reads F, the constants and
+ * the states and writes only what changes. Samples with ``skip[b]`` set (NULL: none) are not
+ * decided: Δ = 0, no change. The callers pass samples whose decisions cannot change: the layer
+ * changed nothing when last decided and no state it depends on changed since (e.g. a converged
+ * sample); the decisions are those of exact arithmetic, a function of those states alone.
+ * Returns the number of changed pairs. */
 int64_t mlcm_decide(
     int64_t batch, int64_t size,
     const float *fields, const float *constant,
@@ -90,44 +132,76 @@ int64_t mlcm_decide(
 {
     int64_t total = 0, unsure = 0;
     const float on = 1.0f, off = encoding == 0 ? -1.0f : 0.0f;
+    uint8_t flags[DECIDE_CHUNK + 8];
+    float step[DECIDE_CHUNK];
+    int32_t late[RECHECK_GROUP];
     for (int64_t b = 0; b < batch; ++b) {
+        float *restrict d = delta + b * size;
+        int32_t *restrict list = changed + b * size;
+        for (int64_t k = 0; k < counts[b]; ++k) d[list[k]] = 0.0f;
+        counts[b] = 0;
+        if (skip != NULL && skip[b]) continue;
         const float *restrict f = fields + b * size, *restrict c = constant + b * size;
         const double *restrict a = bound_constant + b * bound_stride;
-        const float *restrict s = states + b * states_stride;
-        float *restrict d = delta + b * size;
-        int32_t *restrict close = changed + b * size;  /* scratch until the change lists are written */
-        int32_t flagged = 0;
-        if (skip != NULL && skip[b]) {
-            memset(d, 0, (size_t)size * sizeof(float));
-            continue;
-        }
-        for (int64_t i = 0; i < size; ++i) {
-            double h = (double)f[i] + j_d * (double)s[i] + (double)c[i];
-            close[i] = fabs(h) <= bound_scale * (error[i] + a[i]);
-            flagged += close[i];
-            d[i] = (h > 0.0 ? on : off) - s[i];
-        }
-        if (flagged)
-            for (int64_t i = 0; i < size; ++i)
-                if (close[i]) pairs[unsure++] = (int32_t)(b * size + i);
-    }
-    for (int64_t p = 0; p < unsure; ++p) {  /* states are replaced below: every field sees the old ones */
-        int64_t b = pairs[p] / size, i = pairs[p] % size;
-        float s = states[b * states_stride + i];
-        double h = exact_field(b, i, terms, n_terms, self_after, j_d * (double)s, theta);
-        delta[b * size + i] = decide(h, s, encoding, tie) - s;
-    }
-    for (int64_t b = 0; b < batch; ++b) {
         float *restrict s = states + b * states_stride;
-        const float *restrict d = delta + b * size;
-        int32_t *list = changed + b * size;
-        int64_t count = 0;
-        if (skip != NULL && skip[b]) {
-            counts[b] = 0;
-            continue;
+        int64_t count = 0, first = unsure;
+        for (int64_t i0 = 0; i0 < size; i0 += DECIDE_CHUNK) {
+            int64_t n = size - i0 < DECIDE_CHUNK ? size - i0 : DECIDE_CHUNK;
+            int64_t flagged = 0, closes = 0;
+            for (int64_t k = 0; k < n; ++k) {
+                int64_t i = i0 + k;
+                double h = (double)f[i] + j_d * (double)s[i] + (double)c[i];
+                int close = fabs(h) <= bound_scale * (error[i] + a[i]);
+                step[k] = (h > 0.0 ? on : off) - s[i];
+                flags[k] = (uint8_t)(close | ((step[k] != 0.0f) << 1));
+                flagged += flags[k] != 0;
+                closes += close;
+            }
+            if (flagged == 0) continue;
+            if (4 * flagged > n) {  /* many: Δ written densely, the lists compacted branch-free */
+                for (int64_t k = 0; k < n; ++k) d[i0 + k] = flags[k] == 2 ? step[k] : 0.0f;
+                for (int64_t k = 0; k < n; ++k) {
+                    list[count] = (int32_t)(i0 + k);
+                    count += flags[k] == 2;
+                }
+                for (int64_t k = 0; closes && k < n; ++k) {
+                    pairs[unsure] = (int32_t)(b * size + i0 + k);
+                    unsure += flags[k] & 1;
+                }
+                continue;
+            }
+            for (int64_t k = n; k % 8; ++k) flags[k] = 0;
+            for (int64_t w = 0; w < n; w += 8) {  /* few: eight flags per word, a zero word skipped */
+                uint64_t word;
+                memcpy(&word, flags + w, sizeof word);
+                while (word) {
+                    int64_t k = w + __builtin_ctzll(word) / 8, i = i0 + k;
+                    word &= ~((uint64_t)0xff << (8 * (k - w)));
+                    if (flags[k] & 1) {
+                        pairs[unsure++] = (int32_t)(b * size + i);
+                    } else {
+                        d[i] = step[k];
+                        list[count++] = (int32_t)i;
+                    }
+                }
+            }
         }
-        for (int64_t i = 0; i < size; ++i)
-            if (d[i] != 0.0f) list[count++] = (int32_t)i;
+        for (int64_t p = first; p < unsure; p += RECHECK_GROUP) {  /* states still those before the sweep */
+            int64_t n = unsure - p < RECHECK_GROUP ? unsure - p : RECHECK_GROUP, m = 0;
+            double self_terms[RECHECK_GROUP], h[RECHECK_GROUP];
+            for (int64_t q = 0; q < n; ++q) self_terms[q] = j_d * (double)s[pairs[p + q] - b * size];
+            exact_fields(pairs + p, n, size, terms, n_terms, self_after, self_terms, theta, h);
+            for (int64_t q = 0; q < n; ++q) {
+                int64_t i = pairs[p + q] - b * size;
+                float step = decide(h[q], s[i], encoding, tie) - s[i];
+                if (step != 0.0f) {
+                    d[i] = step;
+                    late[m++] = (int32_t)i;
+                }
+            }
+            merge_sorted(list, count, late, m);
+            count += m;
+        }
         for (int64_t k = 0; k < count; ++k) s[list[k]] += d[list[k]];
         counts[b] = count;
         total += count;

@@ -84,7 +84,10 @@ class EventCouplings(NamedTuple):
     dense coupling between layers. ``scale[l]``: Σ_j |J_ij| / unit and ``reach[l]``: the bound
     M_i ≥ |F_i| for states in [−1, 1], both (*nets, N) float64. ``coupling_l1[k]``: Σ_j |W_ij|
     of every coupling with a matrix. ``sparse[l]``: J of layer l in CSR when it was asked for and
-    J is sparse enough (:data:`SPARSE_DENSITY`), else None.
+    J is sparse enough (:data:`SPARSE_DENSITY`), else None. ``recheck_rows[l]``: J of layer l
+    postsynaptic-major (J_i· contiguous) when it was asked for and J is stored otherwise, else
+    None: the compiled kernel's exact re-check of neuron i then reads one contiguous row
+    instead of N cache lines.
     """
 
     rows: tuple[Tensor | None, ...]
@@ -93,6 +96,7 @@ class EventCouplings(NamedTuple):
     reach: tuple[Tensor, ...]
     coupling_l1: tuple[Tensor | None, ...]
     sparse: tuple[Tensor | None, ...] = ()
+    recheck_rows: tuple[Tensor | None, ...] = ()
 
 
 def _row_l1(W: Tensor) -> Tensor:
@@ -135,9 +139,20 @@ def _sparse_copy(J: Tensor | None) -> Tensor | None:
     return _csr(J)
 
 
-def event_couplings(graph: Graph, sparse: bool = False, row_l1: Callable[[Tensor], Tensor] = _row_l1) -> EventCouplings:
+def _postsynaptic_rows(J: Tensor | None) -> Tensor | None:
+    """J postsynaptic-major, a copy, for a float matrix stored otherwise; None when J's rows are
+    already contiguous (the kernel reads J itself) or J is int8, batched or absent."""
+    if J is None or J.dim() != 2 or J.dtype == torch.int8 or J.stride(1) == 1:
+        return None
+    return J.contiguous()
+
+
+def event_couplings(graph: Graph, sparse: bool = False, row_l1: Callable[[Tensor], Tensor] = _row_l1,
+                    recheck_rows: bool = False) -> EventCouplings:
     """The :class:`EventCouplings` of ``graph``; ``sparse``: also the CSR copies of sparse
-    recurrent couplings (``EventCouplings.sparse``). ``row_l1`` gives an upper bound on the row
+    recurrent couplings (``EventCouplings.sparse``); ``recheck_rows``: also postsynaptic-major
+    copies of J (``EventCouplings.recheck_rows``; both worth their cost only for relaxations
+    that reuse them, such as inference). ``row_l1`` gives an upper bound on the row
     L1 norms of a matrix (float64): by default one pass over it (:func:`_row_l1`); a network
     passes its bounds carried across local updates (:func:`row_l1_after_update`)."""
     coupling_l1 = tuple(row_l1(c.W) if c.W is not None else None for c in graph.couplings)
@@ -161,7 +176,8 @@ def event_couplings(graph: Graph, sparse: bool = False, row_l1: Callable[[Tensor
         _presynaptic_rows(c.W) if c.W is not None and not isinstance(c.pre, str) else None for c in graph.couplings
     )
     copies = tuple(_sparse_copy(spec.J) if sparse else None for spec in graph.layers)
-    return EventCouplings(tuple(rows), coupling_rows, tuple(scale), tuple(reach), coupling_l1, copies)
+    post = tuple(_postsynaptic_rows(spec.J) if recheck_rows else None for spec in graph.layers)
+    return EventCouplings(tuple(rows), coupling_rows, tuple(scale), tuple(reach), coupling_l1, copies, post)
 
 
 class EventState(NamedTuple):
@@ -458,7 +474,8 @@ def _propagate(
             continue
         post = coupling.post
         if coupling.W is None:
-            fields[post] += coupling.strength * F.pad(delta, (0, graph.layers[post].size - delta.shape[-1]))
+            width = min(delta.shape[-1], graph.layers[post].size)  # one-to-one: neuron i feeds neuron i
+            fields[post][..., :width] += coupling.strength * delta[..., :width]
         else:
             rho = _correct(fields[post], delta, couplings.coupling_rows[k], coupling.W, coupling.strength, 1.0,
                            dense_fraction, lists)
@@ -493,9 +510,11 @@ def kernel_layers(
                   and (spec.J is None or (spec.J.dtype == torch.float32 and spec.J.dim() == 2)))
         terms, keep = [], []
         if usable and spec.J is not None:
-            rows = couplings.rows[layer]
-            keep.append(rows)
-            terms.append(kernel.Term(rows.data_ptr(), rows.stride(1), rows.stride(0), spec.size,
+            # J_ij at matrix[i * row_stride + j * col_stride]: the same values in any layout
+            post = couplings.recheck_rows[layer] if couplings.recheck_rows else None
+            matrix = spec.J if spec.J.stride(1) == 1 else post if post is not None else couplings.rows[layer].T
+            keep.append(matrix)
+            terms.append(kernel.Term(matrix.data_ptr(), matrix.stride(0), matrix.stride(1), spec.size,
                                      states[:, graph.slice(layer)].data_ptr(), states.stride(0), 1.0, spec.unit))
         for _, coupling in graph.incoming(layer, phase.feedback) if usable else ():
             if coupling.strength == 0:

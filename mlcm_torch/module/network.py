@@ -245,12 +245,13 @@ class Network(Configurable, nn.Module):
     def _event_couplings(self, graph: Graph, training: bool = False) -> EventCouplings:
         """What the event backend precomputes of the couplings, rebuilt only when a coupling
         changed (tensor version counters), so inference reuses it across batches; for inference
-        also the CSR copies of sparse recurrent couplings (not worth their cost when the
-        couplings change every step)."""
+        also the CSR copies of sparse recurrent couplings and postsynaptic-major copies of J for
+        the exact re-checks (not worth their cost when the couplings change every step)."""
         key = (not training, *self._coupling_versions(graph))
         cached = self.__dict__.get("_event_cache")
         if cached is None or cached[0] != key:
-            cached = (key, event_couplings(graph, sparse=not training, row_l1=self._row_l1_bounds()))
+            cached = (key, event_couplings(graph, sparse=not training, row_l1=self._row_l1_bounds(),
+                                           recheck_rows=not training))
             self.__dict__["_event_cache"] = cached
         return cached[1]
 
