@@ -275,8 +275,9 @@ class Carry:
 def constants(graph: Graph, phase: Phase, couplings: EventCouplings,
               dtype: torch.dtype = torch.float32) -> list[tuple[Tensor | float, Tensor | float]]:
     """Per layer: the phase-constant part c of the field (source drives − θ), and the
-    phase-constant part of the re-check bound for fields carried in ``dtype``: the rounding
-    error of c plus 2u(M + |J_D|) (u of ``dtype``, M the layer's ``reach``), which bounds the
+    phase-constant part of the re-check bound for fields carried in ``dtype``, per neuron (the
+    largest over the batch): the rounding error of c plus 2u(M + |J_D|) (u of ``dtype``, M the
+    layer's ``reach``), which bounds the
     rounding of h = F + J_D s + c beyond the carried error of F (:func:`event_sweep`, and the
     kernel's ``bound_constant``)."""
     u = torch.finfo(dtype).eps / 2
@@ -293,7 +294,10 @@ def constants(graph: Graph, phase: Phase, couplings: EventCouplings,
                 width = coupling.W.shape[1]
                 depth = product_depth(drive.shape[0], width, drive.device) if drive.dim() == 2 else width
                 error = error + abs(coupling.strength) * _gamma(depth + 1, drive.dtype) * couplings.coupling_l1[k]
-            error = error + torch.finfo(drive.dtype).eps / 2 * drive.abs().to(_F64)
+            magnitude = drive.abs()
+            if magnitude.dim() >= 2:  # per neuron, the largest over the batch: a bound for every sample
+                magnitude = magnitude.reshape(-1, magnitude.shape[-1]).amax(dim=0)
+            error = error + torch.finfo(drive.dtype).eps / 2 * magnitude.to(_F64)
         threshold = phase.thresholds[layer]
         if threshold is not None:
             value = value - threshold
@@ -364,8 +368,8 @@ def _dense_product(delta: Tensor, rows: Tensor, sparse: Tensor | None) -> tuple[
     rows`` from the CSR copy of M where there is one (any order: the bound is the width), else a
     :func:`~mlcm_torch.functional.fields.blocked_product` (:func:`~mlcm_torch.functional.fields.product_depth`)."""
     width = delta.shape[-1]
-    if sparse is not None and delta.dim() == 2:
-        return torch.sparse.mm(sparse, delta.transpose(0, 1)).transpose(0, 1), width
+    if sparse is not None and delta.dim() == 2:  # (M deltaᵀ)ᵀ made contiguous: adding it to F is then a plain pass
+        return torch.sparse.mm(sparse, delta.transpose(0, 1)).transpose(0, 1).contiguous(), width
     if delta.dim() != 2 or rows.dim() != 2:
         return torch.matmul(delta, rows), width
     return blocked_product(delta, rows), product_depth(delta.shape[0], width, delta.device)
@@ -546,10 +550,6 @@ def kernel_layers(
         value, value_bound = fixed[layer]
         constant = torch.zeros(batch, spec.size, dtype=torch.float32)
         constant += value
-        # per neuron, the largest over the batch (a bound for every sample; its per-sample part, the
-        # rounding of the drives, is ~1 % of it): the decision pass then reads no (B, N) doubles
-        if isinstance(value_bound, Tensor) and value_bound.dim() == 2:
-            value_bound = value_bound.amax(dim=0)
         bound_constant = torch.zeros(spec.size, dtype=_F64)
         bound_constant += value_bound
         theta = None
