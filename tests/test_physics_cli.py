@@ -65,6 +65,33 @@ def test_cli_rejects_unknown_experiment_and_bad_choice():
         parser.parse_args(["nonsense"])
     with pytest.raises(SystemExit):
         parser.parse_args(["critical", "--dynamics", "parallel"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["accessibility", "--backend", "fast"])
+
+
+@pytest.mark.parametrize("experiment,extra", [
+    ("accessibility", ["--j-d", "0.3:1.5:0.3", "--states", "6", "--max-steps", "40"]),
+    ("convergence", ["--j-d", "0.6", "1.2", "--states", "6", "--max-steps", "40", "--kind", "gaussian"]),
+    ("critical", ["--states", "4", "--max-steps", "40", "--tol", "0.05", "--storage", "float32"]),
+])
+def test_cli_backend_option_reaches_the_dynamics(tmp_path, experiment, extra, monkeypatch):
+    """--backend is recorded and handed to run_dynamics; on these Gaussian / float32 networks
+    dense and event give the same results."""
+    from mlcm_torch.physics import dynamics
+
+    seen, real = [], dynamics.run_dynamics
+    monkeypatch.setattr(dynamics, "run_dynamics", lambda *a, **k: seen.append(k["backend"]) or real(*a, **k))
+    for module in ("scan", "critical"):
+        monkeypatch.setattr(f"mlcm_torch.physics.{module}.run_dynamics", dynamics.run_dynamics)
+    results = {}
+    for backend in ("dense", "event"):
+        argv = [experiment, "--n", "40", "--networks", "2", *extra, "--backend", backend,
+                "--out", str(tmp_path / backend), "--no-progress"]
+        record = main(argv)
+        assert record["parameters"]["backend"] == backend
+        results[backend] = record["results"]
+    assert set(seen) == {"dense", "event"}
+    assert results["dense"] == results["event"]
 
 
 def test_cell_labels():

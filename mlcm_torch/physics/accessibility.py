@@ -43,11 +43,14 @@ def accessibility(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    backend: str = "auto",
 ) -> dict:
     """Fraction of random initial states reaching a fixed point within max_steps, vs J_D.
 
     For each dynamics: the fraction with its binomial standard error, and the threshold J_D
     where the fraction crosses 1/2, bracketed by the crossings of fraction ± 1 s.e.
+    ``backend``: that of :func:`~mlcm_torch.physics.dynamics.run_dynamics` (``dense`` reproduces
+    versions before 0.8 exactly).
     """
     j_d_values = check_values("j_d_values", j_d_values)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -58,7 +61,7 @@ def accessibility(
     out = {"n": n, "j_d": list(map(float, j_d_values)), "samples_per_point": samples}
     for dyn in tqdm(dynamics, disable=not progress, desc="accessibility"):
         res = self_coupling_scan(net, initial, j_d_values, dynamics=dyn, max_steps=max_steps, seed=seed,
-                                 progress=progress)
+                                 progress=progress, backend=backend)
         fraction = res.converged.flatten(1).to(torch.float64).mean(1).cpu().numpy()
         err = np.sqrt(np.maximum(fraction * (1 - fraction), 1.0 / samples) / samples)
         steps = res.steps.flatten(1).to(torch.float64).cpu()

@@ -22,6 +22,7 @@ from mlcm_torch.physics.accessibility import accessibility
 from mlcm_torch.physics.capacity import capacity
 from mlcm_torch.physics.convergence import convergence_times
 from mlcm_torch.physics.critical import critical_vs_size
+from mlcm_torch.physics.dynamics import BACKENDS
 from mlcm_torch.physics.fixed_points import fixed_point_entropy
 from mlcm_torch.physics.hopfield import retrieval
 from mlcm_torch.physics.reinforcement import phase_diagram
@@ -78,6 +79,12 @@ def _common(p: argparse.ArgumentParser, n_default: list[int]) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
+def _backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="run_dynamics backend: auto (event for float32 networks on the CPU), dense "
+                        "(as before version 0.8), event")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser with one sub-command per experiment."""
     parser = argparse.ArgumentParser(prog="python -m mlcm_torch.physics", description=__doc__)
@@ -92,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamics", nargs="+", default=["sync"], choices=("sync", "async"))
     p.add_argument("--max-steps", type=int, default=500)
     p.add_argument("--tol", type=float, default=0.01)
+    _backend(p)
 
     p = sub.add_parser("convergence", help="convergence time vs J_D, thesis Fig. 3.2")
     _common(p, [100, 300, 1000])
@@ -101,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="binary", choices=("binary", "gaussian"))
     p.add_argument("--dynamics", nargs="+", default=["sync", "async"], choices=("sync", "async"))
     p.add_argument("--max-steps", type=int, default=300)
+    _backend(p)
 
     p = sub.add_parser("fixed-points", help="fixed-point entropy vs J_D, thesis eq. 3.2")
     _common(p, [8, 12, 16, 20])
@@ -116,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", default="gaussian", choices=("binary", "gaussian"))
     p.add_argument("--dynamics", nargs="+", default=["sync", "async"], choices=("sync", "async"))
     p.add_argument("--max-steps", type=int, default=200)
+    _backend(p)
 
     p = sub.add_parser("reinforcement", help="(d, a) phase diagram, thesis Fig. 3.3")
     _common(p, [100, 1000])
@@ -164,7 +174,7 @@ def run_experiment(args: argparse.Namespace) -> tuple[dict, str]:
         for dyn in args.dynamics:
             r = critical_vs_size(args.n, n_networks=args.networks, n_states=args.states, kind=args.kind,
                                  storage=args.storage, dynamics=dyn, max_steps=args.max_steps, tol=args.tol,
-                                 device=args.device, **common)
+                                 device=args.device, backend=args.backend, **common)
             out["dynamics"][dyn] = r["sizes"]
         summary = "; ".join(f"{d}: " + ", ".join(f"N={r['n']} J_D*={r['j_d_star']:.3f}" for r in rows)
                             for d, rows in out["dynamics"].items())
@@ -172,7 +182,7 @@ def run_experiment(args: argparse.Namespace) -> tuple[dict, str]:
     if e == "convergence":
         r = convergence_times(args.n, _flatten(args.j_d), n_networks=args.networks, n_states=args.states,
                               kind=args.kind, dynamics=tuple(args.dynamics), max_steps=args.max_steps,
-                              device=args.device, **common)
+                              device=args.device, backend=args.backend, **common)
         parts = []
         for row in r["sizes"]:
             for d in args.dynamics:
@@ -190,7 +200,7 @@ def run_experiment(args: argparse.Namespace) -> tuple[dict, str]:
     if e == "accessibility":
         r = accessibility(_single_n(args), _flatten(args.j_d), n_networks=args.networks, n_states=args.states,
                           kind=args.kind, dynamics=tuple(args.dynamics), max_steps=args.max_steps,
-                          device=args.device, **common)
+                          device=args.device, backend=args.backend, **common)
         return r, "; ".join(f"{d}: threshold J_D={r[d]['threshold']} "
                             f"[{r[d]['threshold_low']}, {r[d]['threshold_high']}]" for d in args.dynamics)
     if e == "reinforcement":

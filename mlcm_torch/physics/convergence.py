@@ -74,11 +74,13 @@ def convergence_times(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    backend: str = "auto",
 ) -> dict:
     """Mean convergence time vs J_D for each N and dynamics, with a power-law fit per curve.
 
     Times average over the samples that converged; `fraction` is the converged share. The fit
     uses the J_D values where every sample converged (else the mean is biased by the cap).
+    ``backend``: that of :func:`~mlcm_torch.physics.dynamics.run_dynamics`.
     """
     sizes = check_sizes(sizes)
     j_d_values = check_values("j_d_values", j_d_values)
@@ -90,7 +92,8 @@ def convergence_times(
         initial = random_states(n_networks, n_states, n, generator=generator, device=device, dtype=net.state_dtype)
         row = {"n": n}
         for dyn in dynamics:
-            res = self_coupling_scan(net, initial, j_d_values, dynamics=dyn, max_steps=max_steps, seed=seed)
+            res = self_coupling_scan(net, initial, j_d_values, dynamics=dyn, max_steps=max_steps, seed=seed,
+                                     backend=backend)
             steps = res.steps.flatten(1).to(torch.float64).cpu()
             conv = res.converged.flatten(1).cpu()
             count = conv.sum(1)

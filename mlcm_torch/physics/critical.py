@@ -53,11 +53,12 @@ def row_bound(network: Network) -> torch.Tensor:
 
 
 def all_converge(
-    network: Network, initial: torch.Tensor, j_d: torch.Tensor, *, dynamics: str, max_steps: int, seed: int
+    network: Network, initial: torch.Tensor, j_d: torch.Tensor, *, dynamics: str, max_steps: int, seed: int,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """(M,) bool: every initial state of network m converges within max_steps at self-coupling j_d[m]."""
     net = network.with_self_coupling(j_d.to(torch.float64))
-    result = run_dynamics(net, initial, dynamics=dynamics, max_steps=max_steps,
+    result = run_dynamics(net, initial, dynamics=dynamics, max_steps=max_steps, backend=backend,
                           generator=torch.Generator().manual_seed(seed))
     return result.converged.all(-1).cpu()
 
@@ -71,11 +72,13 @@ def critical_self_coupling(
     tol: float = 0.01,
     seed: int = 0,
     progress: bool = False,
+    backend: str = "auto",
 ) -> CriticalEstimate:
     """Bisection for J_D* of each network (thesis Fig. 3.1) to within `tol`, J_D >= 0.
 
     The upper end starts at 1 and doubles (capped at the row bound + tol) until every state
     converges; then the bracket [lower, j_d_star] is halved until it is narrower than tol.
+    ``backend``: that of :func:`~mlcm_torch.physics.dynamics.run_dynamics`.
     """
     if not (math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a positive number, got {tol!r}")
@@ -83,7 +86,7 @@ def critical_self_coupling(
     cap = row_bound(network) + tol
 
     def check(j_d: torch.Tensor) -> torch.Tensor:
-        return all_converge(network, initial, j_d, dynamics=dynamics, max_steps=max_steps, seed=seed)
+        return all_converge(network, initial, j_d, dynamics=dynamics, max_steps=max_steps, seed=seed, backend=backend)
 
     lower = torch.zeros(m, dtype=torch.float64)
     upper = torch.minimum(torch.ones(m, dtype=torch.float64), cap)
@@ -123,6 +126,7 @@ def critical_vs_size(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    backend: str = "auto",
 ) -> dict:
     """J_D*(N) for each N (thesis Fig. 3.1): per-network estimates, their mean and the maximum.
 
@@ -142,7 +146,7 @@ def critical_vs_size(
                                  generator=generator, device=device, batch=n_states)
             initial = random_states(size, n_states, n, generator=generator, device=device, dtype=net.state_dtype)
             est = critical_self_coupling(net, initial, dynamics=dynamics, max_steps=max_steps, tol=tol,
-                                         seed=seed + start, progress=progress)
+                                         seed=seed + start, progress=progress, backend=backend)
             stars += est.j_d_star.tolist()
             lowers += est.lower.tolist()
             del net, initial

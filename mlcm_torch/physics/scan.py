@@ -22,10 +22,12 @@ def self_coupling_scan(
     seed: int = 0,
     budget_bytes: int = 1 << 30,
     progress: bool = False,
+    backend: str = "auto",
 ) -> DynamicsResult:
     """Dynamics of `network` (its own J_D ignored) from `initial` at each J_D; results shaped (K, M, B[, N]).
 
     Asynchronous update orders come from a CPU generator seeded with `seed` for every chunk.
+    ``backend``: that of :func:`~mlcm_torch.physics.dynamics.run_dynamics`.
     """
     j_d = torch.as_tensor(j_d_values, dtype=torch.float64).reshape(-1)
     if j_d.numel() == 0 or not torch.isfinite(j_d).all():
@@ -40,7 +42,7 @@ def self_coupling_scan(
         k = values.numel()
         stacked = Network(network.couplings.repeat(k, 1, 1), values.repeat_interleave(m), network.unit,
                           network.keep_ties)
-        result = run_dynamics(stacked, initial.repeat(k, 1, 1), dynamics=dynamics, max_steps=max_steps,
+        result = run_dynamics(stacked, initial.repeat(k, 1, 1), dynamics=dynamics, max_steps=max_steps, backend=backend,
                               generator=torch.Generator().manual_seed(seed), progress=progress)
         states.append(result.states.view(k, m, *result.states.shape[1:]))
         steps.append(result.steps.view(k, m, -1))
