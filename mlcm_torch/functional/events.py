@@ -408,9 +408,10 @@ class KernelLayer(NamedTuple):
     """What the compiled kernel needs of one layer in one phase (:func:`kernel_layers`): the
     phase-constant field ``constant`` (B, N) float32 and its bound part ``bound_constant`` (N,)
     float64 (per neuron, the largest over the samples), the field's terms for exact re-checks
-    (pointing into ``keep``), the thresholds θ in float64, and the buffers the kernel writes: Δ, the changed neurons per
-    sample and their counts, the list of the (sample, neuron) pairs re-checked, and two work rows
-    (the double sums and a float32 group)."""
+    (pointing into ``keep``), the thresholds θ in float64, and the buffers the kernel writes: Δ
+    (allocated zero; the kernel keeps it zero except at the changes it listed last), the changed
+    neurons per sample and their counts, the list of the (sample, neuron) pairs re-checked, and
+    two work rows (the double sums and a float32 group)."""
 
     constant: Tensor
     bound_constant: Tensor
@@ -548,8 +549,8 @@ def kernel_layers(
             out.append(None)
             continue
         value, value_bound = fixed[layer]
-        constant = torch.zeros(batch, spec.size, dtype=torch.float32)
-        constant += value
+        constant = torch.empty(batch, spec.size, dtype=torch.float32).copy_(
+            value if isinstance(value, Tensor) else torch.tensor(value))
         bound_constant = torch.zeros(spec.size, dtype=_F64)
         bound_constant += value_bound
         theta = None
@@ -557,7 +558,7 @@ def kernel_layers(
             theta = zero_one_thresholds(graph, layer, phase.feedback, dtype=_F64).contiguous()
         out.append(KernelLayer(
             constant, bound_constant, (kernel.Term * max(len(terms), 1))(*terms), len(terms), theta, tuple(keep),
-            torch.zeros(batch, spec.size, dtype=torch.float32), torch.zeros(batch, spec.size, dtype=torch.int32),
+            torch.zeros(batch, spec.size, dtype=torch.float32), torch.empty(batch, spec.size, dtype=torch.int32),
             torch.zeros(batch, dtype=torch.int64), torch.empty(batch * spec.size, dtype=torch.int32),
             torch.zeros(max(graph.sizes), dtype=_F64), torch.zeros(max(graph.sizes), dtype=torch.float32)))
     return out if any(entry is not None for entry in out) else None
