@@ -324,17 +324,21 @@ def test_event_backend_decides_exact_ties_of_float_binary_couplings(dynamics):
 
 @pytest.mark.parametrize("storage", ["float32", "float64"])
 @pytest.mark.parametrize("keep_ties", [False, True])
-def test_async_event_kernel_equals_its_pytorch_operations(storage, keep_ties, monkeypatch):
+@pytest.mark.parametrize("j_d", ["per-network", 0.7])
+def test_async_event_kernel_equals_its_pytorch_operations(storage, keep_ties, j_d, monkeypatch):
     """The compiled asynchronous event sweep against the same sweep in PyTorch operations: equal
-    states, steps, and carried float64 fields after every sweep."""
+    states, steps, and carried float64 fields after every sweep; J_D one number (used in double,
+    not rounded to float32) or one per network; two samples start from zero states (no change)."""
     from mlcm_torch.functional import events, kernel
 
     if kernel.library() is None:
         pytest.skip("no C compiler: the event backend runs in PyTorch operations only")
-    net = random_network(90, torch.tensor([0.1, 0.5]), n_networks=2, kind="gaussian", storage=storage,
+    j_d = torch.tensor([0.1, 0.5]) if j_d == "per-network" else j_d
+    net = random_network(90, 0.0, n_networks=2, kind="gaussian", storage=storage,
                          generator=torch.Generator().manual_seed(3))
-    net = network_from_couplings(net.couplings, net.j_d, keep_ties=keep_ties)
+    net = network_from_couplings(net.couplings, j_d, keep_ties=keep_ties)
     s0 = random_states(2, 8, 90, generator=torch.Generator().manual_seed(4), dtype=net.state_dtype)
+    s0[:, 0] = 0.0
     calls, real = [], events._async_kernel
     monkeypatch.setattr(events, "_async_kernel", lambda *a: real(*a) and (calls.append(1) or True))
     runs = []
@@ -354,6 +358,38 @@ def test_async_event_kernel_equals_its_pytorch_operations(storage, keep_ties, mo
     assert any(bool(changed.any()) for changed, _, _ in runs[0][1:])
     for (c1, s1, f1), (c2, s2, f2) in zip(*runs):
         assert torch.equal(c1, c2) and torch.equal(s1, s2) and torch.equal(f1, f2)
+        assert not bool(c1[:, 0].any()) and bool((s1[:, 0] == 0).all())
+
+
+def test_kernel_j_d_is_used_in_double():
+    """A J_D of one number enters the decision in double, as the tensor loop adds it: with
+    J_01 = J_10 = 0.7 (float32) and J_D = 0.7, s = (+1, −1), neuron 0's field is exactly
+    float32(0.7) − 0.7 > 0 in double (stays), but 0 if J_D were rounded to float32 (flips)."""
+    from mlcm_torch.functional import events
+
+    J = torch.tensor([[0.0, 0.7], [0.7, 0.0]])
+    net = network_from_couplings(J, 0.7)
+    graph, phase = net.graph, net.phase
+    carried = events.start_exact(graph, torch.tensor([[[1.0, -1.0]]], dtype=torch.float64), phase)
+    changed = events.async_event_sweep(graph, carried, events.exact_constants(graph, phase), phase,
+                                       events.event_couplings(graph), [(0, torch.tensor([0]))])
+    assert not bool(changed.any()) and carried.states[0, 0].tolist() == [1.0, -1.0]
+
+
+@pytest.mark.parametrize("storage", ["float32", "float64"])
+def test_event_backend_draws_the_orders_the_dense_path_draws(storage):
+    """Asynchronous runs on both backends leave a shared generator in the same state: no order
+    is drawn for a sweep that a fixed-point test makes unnecessary."""
+    net = random_network(60, 1.5, n_networks=2, kind="gaussian", storage=storage,
+                         generator=torch.Generator().manual_seed(0))
+    s0 = random_states(2, 8, 60, generator=torch.Generator().manual_seed(1), dtype=net.state_dtype)
+    after = []
+    for backend in ("dense", "event"):
+        g = torch.Generator().manual_seed(2)
+        result = run_dynamics(net, s0, dynamics="async", max_steps=30, backend=backend, generator=g)
+        assert bool(result.converged.all())
+        after.append(torch.randperm(60, generator=g))
+    assert torch.equal(*after)
 
 
 def test_auto_backend_choice():

@@ -32,6 +32,7 @@ from mlcm_torch.functional.events import (
     event_couplings,
     event_sweep,
     exact_constants,
+    exact_fixed,
     kernel_layers,
     kernel_relax,
     quiet_masks,
@@ -331,7 +332,8 @@ def relax(
     corrects them by the neurons that changed, with exact decisions (synchronous schedules
     without k-winners-take-all; see :mod:`~mlcm_torch.functional.events`), using ``prepared``
     from :func:`~mlcm_torch.functional.events.event_couplings` (made here when not given).
-    ``confirm_each`` (with ``compact``): after every sweep (and before the first) the samples
+    ``confirm_each`` (with ``compact``, or the event backend's asynchronous schedules): after
+    every sweep (and before the first) the samples
     still moving are tested with :func:`is_fixed_point`; a fixed point is converged at once, the
     sweep that would change nothing counted but not run (one batched field product instead of a
     whole asynchronous sweep), and only such a test marks a sample converged.
@@ -351,7 +353,8 @@ def relax(
         raise ValueError("backend='event' does not run k-winners-take-all layers (decided by rank)")
     if backend == "event" and not compact:
         states = _relax_event(graph, states, phase, max_sweeps, schedule, generator,
-                              prepared or event_couplings(graph), sweeps, converged, check_every, carry)
+                              prepared or event_couplings(graph), sweeps, converged, check_every, carry,
+                              confirm_each)
     elif compact:
         states = _relax_compacted(graph, states.clone(), phase, max_sweeps, schedule, generator, block,
                                   sweeps, converged, confirm_each)
@@ -380,7 +383,7 @@ def event_supported(graph: Graph, schedule: str) -> bool:
 def _relax_event(
     graph: Graph, states: Tensor, phase: Phase, max_sweeps: int, schedule: str,
     generator: torch.Generator | None, prepared: EventCouplings, sweeps: Tensor, converged: Tensor,
-    check_every: int = 1, carry: Carry | None = None,
+    check_every: int = 1, carry: Carry | None = None, confirm_each: bool = False,
 ) -> Tensor:
     """The loop of :func:`relax` on carried fields; updates ``sweeps`` and ``converged`` in place.
     Synchronous schedules carry float32 fields with proven bounds; asynchronous ones float64."""
@@ -396,7 +399,14 @@ def _relax_event(
         fixed = exact_constants(graph, phase)
     looped = synchronous and check_every == 1 and kernel_relax(
         graph, carried, phase, prepared, entries, max_sweeps, sweeps, converged)
-    for t in range(0 if looped else max_sweeps):
+    confirming = confirm_each and not synchronous  # as _relax_compacted: a fixed point is counted, not swept
+    for t in range(max_sweeps + 1 if confirming else 0 if looped else max_sweeps):
+        if confirming:
+            late = ~converged & exact_fixed(graph, carried, fixed)
+            sweeps += late
+            converged |= late
+            if t == max_sweeps or bool(converged.all()):
+                break
         if synchronous:
             changed = event_sweep(graph, carried, fixed, phase, prepared, sequential, kernel_entries=entries,
                                   quiet=quiet)

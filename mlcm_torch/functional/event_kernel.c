@@ -480,6 +480,7 @@ BLOCK_ASYNC(mlcm_block_async_f64, double)
                     double *f = fields + sample * n, *s = states + sample * n;                    \
                     double s_i = s[i], h = (f[i] + jd * s_i) + constant, local = s_i * h;         \
                     if (keep ? !(local < 0) : local > 0) continue;                                \
+                    if (s_i == 0) continue; /* −0 == 0: no change, as the tensor loop sees it */   \
                     double delta = -2 * s_i, scaled = delta * inv_unit;                          \
                     s[i] = -s_i;                                                                  \
                     changed[sample] = 1;                                                          \

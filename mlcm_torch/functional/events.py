@@ -800,6 +800,18 @@ def async_event_sweep(
     return changed
 
 
+def exact_fixed(graph: Graph, carried: EventState, fixed: list[Tensor | float]) -> Tensor:
+    """(*batch,) bool: every neuron's decision on its carried float64 field (those of
+    :func:`async_event_sweep`) keeps its state, i.e. a sweep would change nothing."""
+    states = carried.states
+    out = torch.ones(states.shape[:-1], dtype=torch.bool, device=states.device)
+    for layer, spec in enumerate(graph.layers):
+        s = states[..., graph.slice(layer)]
+        h = add_self_coupling(spec, carried.fields[layer], s) + fixed[layer]
+        out &= (layer_activate(spec, h, s) == s).all(dim=-1)
+    return out
+
+
 def _async_kernel(
     graph: Graph, carried: EventState, fixed: list[Tensor | float], phase: Phase, couplings: EventCouplings,
     neurons: Tensor, changed: Tensor,
@@ -823,7 +835,7 @@ def _async_kernel(
     nets = 1 if rows.dim() == 2 else rows.shape[0]
     if rows.dim() > 3 or (nets > 1 and (states.dim() != 3 or states.shape[0] != nets)):
         return False
-    j_d = spec.j_d if isinstance(spec.j_d, Tensor) else torch.tensor(float(spec.j_d))
+    j_d = spec.j_d if isinstance(spec.j_d, Tensor) else torch.tensor(float(spec.j_d), dtype=_F64)
     j_d = j_d.to(device="cpu", dtype=states.dtype)
     if j_d.dim() == 0:
         j_d = j_d.expand(nets)

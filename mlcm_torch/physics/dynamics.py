@@ -163,15 +163,20 @@ def _event_pays(network: Network) -> bool:
 def _relax_event(network: Network, states: torch.Tensor, dynamics: str, max_steps: int,
                  generator: torch.Generator | None) -> Relaxation:
     """The event backend's relaxation: the asynchronous sweep of the whole batch of networks at
-    once (one order per sweep, as the dense path draws it); the synchronous one network by
-    network (the carried float32 fields of the synchronous event sweep take one J)."""
+    once (one order per sweep, drawn as the dense path draws them: none for a sweep a fixed-point
+    test makes unnecessary); the synchronous one network by network (the carried float32 fields
+    of the synchronous event sweep take one J)."""
+    # J_D per network; for float couplings rounded to the states' dtype, as the dense path adds it
+    j_d = torch.as_tensor(network.j_d, dtype=torch.float64).expand(network.n_networks)
+    if not network.integer:
+        j_d = j_d.to(network.state_dtype).to(torch.float64)
+    network = network.with_self_coupling(j_d)
     if dynamics == "async":
         return relax(network.graph, states, network.phase, max_steps, _SCHEDULES[dynamics], generator,
-                     backend="event", confirm_last=True)
+                     backend="event", confirm_last=True, confirm_each=True)
     parts = []
     for m in range(network.n_networks):
-        j_d = network.j_d if not isinstance(network.j_d, torch.Tensor) else float(network.graph.layers[0].j_d[m])
-        layer = Layer(network.n, J=network.couplings[m], j_d=j_d, unit=network.unit,
+        layer = Layer(network.n, J=network.couplings[m], j_d=float(network.j_d[m]), unit=network.unit,
                       tie="keep" if network.keep_ties else "flip")
         graph = Graph((layer,))
         parts.append(relax(graph, states[m], prepare_phase(graph, None, None, feedback=False), max_steps, _SCHEDULES[dynamics], backend="event",
