@@ -289,7 +289,7 @@ def constants(graph: Graph, phase: Phase, couplings: EventCouplings,
             drive = phase.drives[k]
             if not isinstance(coupling.pre, str) or drive is None or coupling.strength == 0:
                 continue
-            value = value + drive
+            value = drive if isinstance(value, float) else value + drive  # 0.0 + drive is drive (no copy)
             if coupling.W is not None:
                 width = coupling.W.shape[1]
                 depth = product_depth(drive.shape[0], width, drive.device) if drive.dim() == 2 else width

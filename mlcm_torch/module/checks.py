@@ -71,10 +71,10 @@ def binary_input(x: Tensor, width: int, encoding: str) -> None:
         raise ValueError(f"x has shape {tuple(x.shape)}; expected (batch, {width})")
     if not x.is_floating_point():
         raise ValueError(f"x has dtype {x.dtype}; expected a floating-point tensor")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x contains NaN or infinite values")
     low = -1.0 if encoding == "pm1" else 0.0
-    if not bool(((x == low) | (x == 1.0)).all()):
+    if not bool(((x == low) | (x == 1.0)).all()):  # one pass; finite values follow
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("x contains NaN or infinite values")
         raise ValueError(
             f"x has values outside {{{low:g}, 1}} (state_encoding={encoding!r}); "
             f"binarize the input first"
