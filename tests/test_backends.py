@@ -264,6 +264,38 @@ def test_kernel_and_pytorch_event_sweeps_decide_alike(encoding, schedule, monkey
 
 
 @needs_kernel
+@pytest.mark.parametrize("encoding,layers", list(itertools.product(["pm1", "01"], [1, 2])))
+def test_kernel_decisions_on_layers_wider_than_a_chunk(encoding, layers, monkeypatch):
+    """Layers of 300 neurons (the kernel decides in chunks of 256 and lists flags eight at a
+    time: 300 = 256 + 44, 44 = 5·8 + 4): the kernel, the same sweeps in PyTorch operations and
+    the dense float64 path give identical states, sweeps and convergence."""
+    from mlcm_torch.functional import events
+
+    net = MLCM(D, 300, layers, C, seed=9, state_encoding=encoding, j_d=0.3, lambda_in=1.5, lambda_left=0.8,
+               lambda_right=0.5, lambda_out=1.0, max_sweeps=40, input_coupling="dense",
+               sparsity_threshold=0.1 if encoding == "01" else 0.0)
+    x, y = batch(encoding, b=24, seed=3)
+    graph = net.graph()
+    from mlcm_torch.functional import dynamics
+
+    calls = []
+    real, real_loop = events._kernel_decide, dynamics.kernel_relax
+    monkeypatch.setattr(events, "_kernel_decide", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(dynamics, "kernel_relax", lambda *a, **k: real_loop(*a, **k) and (calls.append(1) or True))
+    for labelled in (False, True):
+        dense, with_kernel = both_relaxations(net, x, y if labelled else None, labelled)
+        with monkeypatch.context() as m:
+            _no_kernel(m)
+            phase = prepare_phase(graph, x, y if labelled else None, labelled)
+            plain = relax(graph, net.initial_states(x), phase, 40, "layer_sequential_sync", backend="event")
+        assert calls, "the kernel was not used"
+        for other in (dense, plain):
+            assert torch.equal(other.states.float(), with_kernel.states)
+            assert torch.equal(other.sweeps, with_kernel.sweeps) and torch.equal(other.converged, with_kernel.converged)
+        assert int(with_kernel.sweeps.max()) > 2
+
+
+@needs_kernel
 @pytest.mark.parametrize("encoding", ["pm1", "01"])
 def test_kernel_loop_equals_the_kernel_one_sweep_at_a_time(encoding, monkeypatch):
     """A one-layer network relaxes in the kernel's own loop (``kernel_relax``); with the loop
