@@ -234,23 +234,18 @@ needs_kernel = pytest.mark.skipif(
     reason="no C compiler: the event backend runs in PyTorch operations only")
 
 
-@needs_kernel
-@pytest.mark.parametrize("encoding,schedule", list(itertools.product(["pm1", "01"], SYNC)))
-def test_kernel_and_pytorch_event_sweeps_decide_alike(encoding, schedule, monkeypatch):
-    """The compiled event kernel against the same sweep in PyTorch operations and the dense
-    float64 path: identical states, sweeps and convergence, with and without the label."""
-    from mlcm_torch.functional import events
+def _kernel_pytorch_dense_agree(net: Network, x, y, schedule: str, monkeypatch) -> list:
+    """Relaxes with and without the label on the event backend with the compiled kernel (which
+    must run), the same sweeps in PyTorch operations and the dense float64 path; asserts
+    identical states, sweeps and convergence; returns the kernel's relaxations."""
+    from mlcm_torch.functional import dynamics, events
 
-    layers = 3 if schedule == "layer_sequential_sync" else 1  # the kernel runs one independent layer
-    net = chain(encoding, schedule, layers=layers, sparsity_threshold=0.1 if encoding == "01" else 0.0)
-    x, y = batch(encoding)
     graph = net.graph()
-    from mlcm_torch.functional import dynamics
-
     calls = []
     real, real_loop = events._kernel_decide, dynamics.kernel_relax
     monkeypatch.setattr(events, "_kernel_decide", lambda *a: calls.append(1) or real(*a))
     monkeypatch.setattr(dynamics, "kernel_relax", lambda *a, **k: real_loop(*a, **k) and (calls.append(1) or True))
+    out = []
     for labelled in (False, True):
         dense, with_kernel = both_relaxations(net, x, y if labelled else None, labelled)
         with monkeypatch.context() as m:
@@ -261,6 +256,19 @@ def test_kernel_and_pytorch_event_sweeps_decide_alike(encoding, schedule, monkey
         for other in (dense, plain):
             assert torch.equal(other.states.float(), with_kernel.states)
             assert torch.equal(other.sweeps, with_kernel.sweeps) and torch.equal(other.converged, with_kernel.converged)
+        out.append(with_kernel)
+    return out
+
+
+@needs_kernel
+@pytest.mark.parametrize("encoding,schedule", list(itertools.product(["pm1", "01"], SYNC)))
+def test_kernel_and_pytorch_event_sweeps_decide_alike(encoding, schedule, monkeypatch):
+    """The compiled event kernel against the same sweep in PyTorch operations and the dense
+    float64 path: identical states, sweeps and convergence, with and without the label."""
+    layers = 3 if schedule == "layer_sequential_sync" else 1  # the kernel runs one independent layer
+    net = chain(encoding, schedule, layers=layers, sparsity_threshold=0.1 if encoding == "01" else 0.0)
+    x, y = batch(encoding)
+    _kernel_pytorch_dense_agree(net, x, y, schedule, monkeypatch)
 
 
 @needs_kernel
@@ -269,30 +277,12 @@ def test_kernel_decisions_on_layers_wider_than_a_chunk(encoding, layers, monkeyp
     """Layers of 300 neurons (the kernel decides in chunks of 256 and lists flags eight at a
     time: 300 = 256 + 44, 44 = 5·8 + 4): the kernel, the same sweeps in PyTorch operations and
     the dense float64 path give identical states, sweeps and convergence."""
-    from mlcm_torch.functional import events
-
     net = MLCM(D, 300, layers, C, seed=9, state_encoding=encoding, j_d=0.3, lambda_in=1.5, lambda_left=0.8,
                lambda_right=0.5, lambda_out=1.0, max_sweeps=40, input_coupling="dense",
                sparsity_threshold=0.1 if encoding == "01" else 0.0)
     x, y = batch(encoding, b=24, seed=3)
-    graph = net.graph()
-    from mlcm_torch.functional import dynamics
-
-    calls = []
-    real, real_loop = events._kernel_decide, dynamics.kernel_relax
-    monkeypatch.setattr(events, "_kernel_decide", lambda *a: calls.append(1) or real(*a))
-    monkeypatch.setattr(dynamics, "kernel_relax", lambda *a, **k: real_loop(*a, **k) and (calls.append(1) or True))
-    for labelled in (False, True):
-        dense, with_kernel = both_relaxations(net, x, y if labelled else None, labelled)
-        with monkeypatch.context() as m:
-            _no_kernel(m)
-            phase = prepare_phase(graph, x, y if labelled else None, labelled)
-            plain = relax(graph, net.initial_states(x), phase, 40, "layer_sequential_sync", backend="event")
-        assert calls, "the kernel was not used"
-        for other in (dense, plain):
-            assert torch.equal(other.states.float(), with_kernel.states)
-            assert torch.equal(other.sweeps, with_kernel.sweeps) and torch.equal(other.converged, with_kernel.converged)
-        assert int(with_kernel.sweeps.max()) > 2
+    relaxations = _kernel_pytorch_dense_agree(net, x, y, "layer_sequential_sync", monkeypatch)
+    assert all(int(r.sweeps.max()) > 2 for r in relaxations)
 
 
 @needs_kernel
