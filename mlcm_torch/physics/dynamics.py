@@ -26,8 +26,7 @@ from tqdm.auto import tqdm
 
 from mlcm_torch.functional import kernel
 from mlcm_torch.functional.dynamics import Relaxation, relax, sequential_updates, sweep_sync
-from mlcm_torch.functional.fields import prepare_phase
-from mlcm_torch.functional.graph import Graph, Layer
+from mlcm_torch.functional.graph import Graph
 from mlcm_torch.physics.networks import Network, available_memory_bytes, check_states
 
 DYNAMICS = ("sync", "async")
@@ -174,11 +173,9 @@ def _relax_event(network: Network, states: torch.Tensor, dynamics: str, max_step
     if dynamics == "async":
         return relax(network.graph, states, network.phase, max_steps, _SCHEDULES[dynamics], generator,
                      backend="event", confirm_last=True, confirm_each=True)
-    parts = []
+    (layer,), phase, parts = network.graph.layers, network.phase, []
     for m in range(network.n_networks):
-        layer = Layer(network.n, J=network.couplings[m], j_d=float(network.j_d[m]), unit=network.unit,
-                      tie="keep" if network.keep_ties else "flip")
-        graph = Graph((layer,))
-        parts.append(relax(graph, states[m], prepare_phase(graph, None, None, feedback=False), max_steps, _SCHEDULES[dynamics], backend="event",
+        graph = Graph((layer._replace(J=network.couplings[m], j_d=float(network.j_d[m])),))
+        parts.append(relax(graph, states[m], phase, max_steps, _SCHEDULES[dynamics], backend="event",
                            confirm_last=True))
     return Relaxation(*(torch.stack(values) for values in zip(*parts)))
