@@ -287,6 +287,32 @@ def test_kernel_decisions_on_layers_wider_than_a_chunk(encoding, layers, monkeyp
 
 @needs_kernel
 @pytest.mark.parametrize("encoding", ["pm1", "01"])
+def test_kernel_rechecks_of_zero_and_nonzero_states(encoding, monkeypatch):
+    """Every neuron re-checked exactly (the kernel's bound scale made huge), in a batch whose
+    samples start from zero states (the re-check then skips J's sum, +0.0 either way) and from
+    random states (it must not): the kernel's states equal the dense float64 path's, sweep by
+    sweep, with the thesis' identity input narrower than the layer (ties at zero fields)."""
+    from mlcm_torch.functional import events
+
+    monkeypatch.setattr(events, "BOUND_SCALE", 1e300)
+    net = MLCM(D, N, 2, C, seed=4, state_encoding=encoding, j_d=0.2, lambda_in=1.5, lambda_left=0.8,
+               lambda_right=0.5, lambda_out=1.0, max_sweeps=40)
+    graph, graph64 = net.graph(), copy.deepcopy(net).double().graph()
+    x, y = batch(encoding, b=12, seed=5)
+    g = torch.Generator().manual_seed(1)
+    start = torch.randint(0, 2, (12, 2 * N), generator=g).float()
+    start = 2 * start - 1 if encoding == "pm1" else start
+    start[::2] = 0.0
+    for labelled in (False, True):
+        for sweeps in (1, 2, 40):
+            dense = relax(graph64, start.double(), prepare_phase(graph64, x.double(), y, labelled), sweeps)
+            event = relax(graph, start.clone(), prepare_phase(graph, x, y, labelled), sweeps, backend="event")
+            assert torch.equal(dense.states.float(), event.states)
+            assert torch.equal(dense.sweeps, event.sweeps)
+
+
+@needs_kernel
+@pytest.mark.parametrize("encoding", ["pm1", "01"])
 def test_kernel_loop_equals_the_kernel_one_sweep_at_a_time(encoding, monkeypatch):
     """A one-layer network relaxes in the kernel's own loop (``kernel_relax``); with the loop
     switched off the same kernel runs one sweep per Python call. Both give identical states,

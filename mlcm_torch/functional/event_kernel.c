@@ -41,11 +41,15 @@ typedef struct {
  * self-coupling term J_D s_i after the first ``self_after`` of them (1 when the first is the
  * layer's J, else 0), the threshold last; each term's sum over j in increasing j. The group's
  * independent sums interleave (each still in its own order), so the long serial sums over j
- * do not wait on each other's additions. */
+ * do not wait on each other's additions. All pairs are of one sample; a matrix term whose bit is
+ * set in ``zero_terms`` has an all-zero source row for that sample, and its sum is taken as +0.0
+ * without the loop: the value the loop returns (each product is ±0 and 0.0 + ±0.0 = +0.0), so
+ * the fields are bit-identical (e.g. the re-checks of a first sweep from zero states). */
 #define RECHECK_GROUP 8
 
 static void exact_fields(const int32_t *pairs, int64_t n, int64_t size, const Term *terms, int64_t n_terms,
-                         int64_t self_after, const double *self_terms, const double *theta, double *h) {
+                         int64_t self_after, const double *self_terms, const double *theta, uint64_t zero_terms,
+                         double *h) {
     int64_t bs[RECHECK_GROUP], is[RECHECK_GROUP];
     for (int64_t q = 0; q < n; ++q) {
         bs[q] = pairs[q] / size;
@@ -57,7 +61,9 @@ static void exact_fields(const int32_t *pairs, int64_t n, int64_t size, const Te
         double sum[RECHECK_GROUP];
         if (t == self_after)
             for (int64_t q = 0; q < n; ++q) h[q] += self_terms[q];
-        if (term->matrix == NULL) {
+        if (term->matrix != NULL && t < 64 && (zero_terms >> t & 1)) {
+            for (int64_t q = 0; q < n; ++q) sum[q] = 0.0;
+        } else if (term->matrix == NULL) {
             for (int64_t q = 0; q < n; ++q) {
                 const float *v = term->source + bs[q] * term->source_stride;
                 sum[q] = is[q] < term->width ? (double)v[is[q]] : 0.0;
@@ -86,6 +92,19 @@ static void exact_fields(const int32_t *pairs, int64_t n, int64_t size, const Te
         if (self_after >= n_terms) h[q] += self_terms[q];
         if (theta != NULL) h[q] -= theta[is[q]];
     }
+}
+
+/* Bit t set: term t (t < 64) has a matrix and sample b's row of its source is all zero. */
+static uint64_t zero_sources(int64_t b, const Term *terms, int64_t n_terms) {
+    uint64_t bits = 0;
+    for (int64_t t = 0; t < n_terms && t < 64; ++t) {
+        if (terms[t].matrix == NULL) continue;
+        const float *v = terms[t].source + b * terms[t].source_stride;
+        int64_t j = 0;
+        while (j < terms[t].width && v[j] == 0.0f) ++j;
+        if (j == terms[t].width) bits |= (uint64_t)1 << t;
+    }
+    return bits;
 }
 
 /* The decision on a field h, as fields.activate: for h != 0 every tie rule gives "active iff
@@ -186,11 +205,12 @@ int64_t mlcm_decide(
                 }
             }
         }
+        uint64_t zero_terms = first < unsure ? zero_sources(b, terms, n_terms) : 0;
         for (int64_t p = first; p < unsure; p += RECHECK_GROUP) {  /* states still those before the sweep */
             int64_t n = unsure - p < RECHECK_GROUP ? unsure - p : RECHECK_GROUP, m = 0;
             double self_terms[RECHECK_GROUP], h[RECHECK_GROUP];
             for (int64_t q = 0; q < n; ++q) self_terms[q] = j_d * (double)s[pairs[p + q] - b * size];
-            exact_fields(pairs + p, n, size, terms, n_terms, self_after, self_terms, theta, h);
+            exact_fields(pairs + p, n, size, terms, n_terms, self_after, self_terms, theta, zero_terms, h);
             for (int64_t q = 0; q < n; ++q) {
                 int64_t i = pairs[p + q] - b * size;
                 float step = decide(h[q], s[i], encoding, tie) - s[i];
