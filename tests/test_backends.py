@@ -312,19 +312,21 @@ def test_kernel_rechecks_of_zero_and_nonzero_states(encoding, monkeypatch):
 
 
 @needs_kernel
-@pytest.mark.parametrize("encoding", ["pm1", "01"])
-def test_kernel_loop_equals_the_kernel_one_sweep_at_a_time(encoding, monkeypatch):
-    """A one-layer network relaxes in the kernel's own loop (``kernel_relax``); with the loop
-    switched off the same kernel runs one sweep per Python call. Both give identical states,
-    sweep counts, convergence and carried fields for every phase (budgets of 40 and of 2
-    sweeps), and identical networks after 50 training steps."""
+@pytest.mark.parametrize("encoding,layers", list(itertools.product(["pm1", "01"], [1, 3])))
+def test_kernel_loop_equals_the_kernel_one_sweep_at_a_time(encoding, layers, monkeypatch):
+    """A chain of one or three layers (one-to-one couplings between them) relaxes in the
+    kernel's own loop (``kernel_relax``; the first sweep's dense products by J come back to
+    Python mid-sweep); with the loop switched off the same kernel runs one layer per Python
+    call. Both give identical states, sweep counts, convergence and carried fields of every
+    layer for every phase (budgets of 40 and of 2 sweeps), and identical networks after 50
+    training steps."""
     from mlcm_torch.functional import dynamics
     from mlcm_torch.functional.events import Carry, event_couplings
 
     used = []
     real_loop = dynamics.kernel_relax
     monkeypatch.setattr(dynamics, "kernel_relax", lambda *a, **k: real_loop(*a, **k) and (used.append(1) or True))
-    looped = chain(encoding, backend="event", layers=1, sparsity_threshold=0.1 if encoding == "01" else 0.0)
+    looped = chain(encoding, backend="event", layers=layers, sparsity_threshold=0.1 if encoding == "01" else 0.0)
     stepwise = copy.deepcopy(looped)
     x, y = batch(encoding)
     graph = looped.graph()
@@ -344,8 +346,9 @@ def test_kernel_loop_equals_the_kernel_one_sweep_at_a_time(encoding, monkeypatch
             (a, kept_a), (b, kept_b) = results
             assert torch.equal(a.states, b.states) and torch.equal(a.sweeps, b.sweeps)
             assert torch.equal(a.converged, b.converged)
-            assert torch.equal(kept_a.fields[0], kept_b.fields[0])
-            assert torch.allclose(kept_a.errors[0], kept_b.errors[0], rtol=1e-12, atol=0)
+            for layer in range(layers):
+                assert torch.equal(kept_a.fields[layer], kept_b.fields[layer])
+                assert torch.allclose(kept_a.errors[layer], kept_b.errors[layer], rtol=1e-12, atol=0)
             if budget == 2:
                 assert not bool(a.converged.all())
     assert used, "the kernel loop was not used"
@@ -617,7 +620,7 @@ def test_kernel_rechecks_fields_zero_in_real_arithmetic_as_float64(tie, monkeypa
 
     def counting(*args):
         total = real(*args)
-        rechecked.append(args[-2]._obj.value)
+        rechecked.append(args[-1]._obj.value)
         return total
 
     monkeypatch.setattr(events.kernel.library(), "mlcm_decide", counting)

@@ -398,7 +398,7 @@ def _relax_event(
         carried = start_exact(graph, states.to(torch.float64, copy=True), phase)
         fixed = exact_constants(graph, phase)
     looped = synchronous and check_every == 1 and kernel_relax(
-        graph, carried, phase, prepared, entries, max_sweeps, sweeps, converged)
+        graph, carried, phase, prepared, entries, max_sweeps, sweeps, converged, quiet)
     confirming = confirm_each and not synchronous  # as _relax_compacted: a fixed point is counted, not swept
     for t in range(max_sweeps + 1 if confirming else 0 if looped else max_sweeps):
         if confirming:

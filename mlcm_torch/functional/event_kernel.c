@@ -141,10 +141,10 @@ static void merge_sorted(int32_t *list, int64_t count, const int32_t *extra, int
  * changed nothing when last decided and no state it depends on changed since (e.g. a converged
  * sample); the decisions are those of exact arithmetic, a function of those states alone.
  * Returns the number of changed pairs. */
-int64_t mlcm_decide(
+static int64_t decide_layer(
     int64_t batch, int64_t size,
     const float *fields, const float *constant,
-    const double *bound_constant, int64_t bound_stride, const double *error, double bound_scale,
+    const double *bound_constant, const double *error, double bound_scale,
     float *states, int64_t states_stride, double j_d, int encoding, int tie,
     const Term *terms, int64_t n_terms, int64_t self_after, const double *theta,
     float *delta, int32_t *changed, int64_t *counts, int32_t *pairs, int64_t *rechecked, const uint8_t *skip)
@@ -161,7 +161,7 @@ int64_t mlcm_decide(
         counts[b] = 0;
         if (skip != NULL && skip[b]) continue;
         const float *restrict f = fields + b * size, *restrict c = constant + b * size;
-        const double *restrict a = bound_constant + b * bound_stride;
+        const double *restrict a = bound_constant;
         float *restrict s = states + b * states_stride;
         int64_t count = 0, first = unsure;
         for (int64_t i0 = 0; i0 < size; i0 += DECIDE_CHUNK) {
@@ -275,52 +275,129 @@ void mlcm_correct(
     }
 }
 
-/* Synchronous sweeps of one layer that receives from no other layer, in a loop, as
- * events.event_sweep and events._propagate run them one at a time from Python: decide
- * (mlcm_decide, the samples already converged skipped), count the sweep
- * of every sample not yet converged and mark converged the samples that did not change, correct
- * the fields by the changed neurons (mlcm_correct) and raise the carried bound by
- * 2 (γ_7 + γ^(64)_(⌈k/8⌉+2)) scale_i + u reach_i (k the most changes of a sample, u = 2^-24,
- * γ^(64) of double precision), until every sample has converged or ``max_sweeps`` ran. A sweep
- * that changed more than ``dense_pairs`` (sample, neuron) pairs is left uncorrected for the
- * caller's dense product: ``*pending`` is then its number of changed pairs (else 0). Returns the
- * sweeps run. */
-int64_t mlcm_relax_sync(
-    int64_t batch, int64_t size,
-    float *fields, const float *constant,
-    const double *bound_constant, int64_t bound_stride, double *error, double bound_scale,
-    float *states, int64_t states_stride, double j_d, int encoding, int tie,
-    const Term *terms, int64_t n_terms, int64_t self_after, const double *theta,
-    float *delta, int32_t *changed, int64_t *counts, int32_t *pairs, int64_t *rechecked,
-    const float *rows, double divisor, const double *scale, const double *reach, double *work, float *group,
-    int64_t max_sweeps, int64_t dense_pairs, int64_t *sweeps, uint8_t *converged, int64_t *pending)
+/* One layer of a chain relaxed by mlcm_relax_chain: the arguments of mlcm_decide (``quiet`` its
+ * skip mask, which the loop keeps), those of the layer's own correction by J (mlcm_correct on
+ * ``rows`` = Jᵀ, ``divisor`` = unit; above ``dense_pairs`` changed pairs the correction is left to
+ * the caller's dense product), the carried bound's factors (``scale`` Σ_j |J_ij| / unit, ``reach``
+ * M_i) and the one-to-one couplings out of the layer (post layer, strength, width), in the order
+ * of Graph.incoming_from. */
+#define CHAIN_OUT 8
+
+typedef struct {
+    int64_t size;
+    float *fields;
+    const float *constant;
+    const double *bound_constant;
+    double *error;
+    float *states;
+    double j_d;
+    int64_t encoding;
+    int64_t tie;
+    const Term *terms;
+    int64_t n_terms;
+    int64_t self_after;
+    const double *theta;
+    float *delta;
+    int32_t *changed;
+    int64_t *counts;
+    int32_t *pairs;
+    uint8_t *quiet;
+    const float *rows;
+    double divisor;
+    const double *scale;
+    const double *reach;
+    double *work;
+    float *group;
+    int64_t dense_pairs;
+    int64_t n_out;
+    int64_t out_post[CHAIN_OUT];
+    double out_strength[CHAIN_OUT];
+    int64_t out_width[CHAIN_OUT];
+} ChainLayer;
+
+/* The decisions of one layer (decide_layer with the layer's arguments, ``quiet`` as the skip mask,
+ * which it does not change); returns the changed pairs. */
+int64_t mlcm_decide(const ChainLayer *c, int64_t batch, int64_t states_stride, double bound_scale,
+                    int64_t *rechecked) {
+    return decide_layer(batch, c->size, c->fields, c->constant, c->bound_constant, c->error, bound_scale,
+                        c->states, states_stride, c->j_d, (int)c->encoding, (int)c->tie, c->terms, c->n_terms,
+                        c->self_after, c->theta, c->delta, c->changed, c->counts, c->pairs, rechecked, c->quiet);
+}
+
+/* Layer-sequential synchronous sweeps of a chain of layers whose couplings between layers are
+ * one-to-one, in a loop, as events.event_sweep and events._propagate run them one layer at a
+ * time from Python: per layer, decide (mlcm_decide, the ``quiet`` samples skipped; quiet then
+ * marks the samples that changed nothing), and where something changed: clear ``quiet`` of the
+ * receiving layers for the samples that changed, add strength·Δ_i to the receiving fields (each
+ * sum rounded once in float32: strength·Δ is exact for Δ ∈ {±1, ±2}) and raise their carried
+ * bound by u reach, correct the layer's own field by J (mlcm_correct) and raise its bound by
+ * 2 (γ_7 + γ^(64)_(⌈k/8⌉+2)) scale_i + u reach_i (k the most changes of a sample, u = 2^-24).
+ * After the last layer: count the sweep of every sample not yet converged and mark converged
+ * the samples that changed in no layer (``moved``). A layer that changed more than its
+ * ``dense_pairs`` is left uncorrected by J for the caller's dense product: the loop returns 0
+ * with ``*pending`` its changed pairs, ``*pending_layer`` the layer and ``position`` (sweeps
+ * done, next layer) where the next call resumes. Returns 1 when every sample has converged or
+ * ``max_sweeps`` sweeps ran. */
+int64_t mlcm_relax_chain(
+    ChainLayer *layers, int64_t n_layers, int64_t batch, int64_t states_stride, double bound_scale,
+    int64_t max_sweeps, int64_t *position, uint8_t *moved, int64_t *sweeps, uint8_t *converged,
+    int64_t *pending, int64_t *pending_layer, int64_t *rechecked)
 {
-    const double u = ldexp(1.0, -24);
+    const double u = ldexp(1.0, -24), u64 = ldexp(1.0, -53);
+    int64_t t = position[0], l = position[1], checked = 0;
     *pending = 0;
-    for (int64_t t = 0; t < max_sweeps; ++t) {
-        int64_t total = mlcm_decide(batch, size, fields, constant, bound_constant, bound_stride, error, bound_scale,
-                                    states, states_stride, j_d, encoding, tie, terms, n_terms, self_after, theta,
-                                    delta, changed, counts, pairs, rechecked, converged);
-        int all = 1, most = 0;
+    while (t < max_sweeps) {
+        for (; l < n_layers; ++l) {
+            ChainLayer *c = &layers[l];
+            int64_t total = mlcm_decide(c, batch, states_stride, bound_scale, &checked);
+            *rechecked += checked;
+            int64_t most = 0;
+            for (int64_t b = 0; b < batch; ++b) {
+                c->quiet[b] = c->counts[b] == 0;
+                moved[b] |= c->counts[b] > 0;
+                if (c->counts[b] > most) most = c->counts[b];
+            }
+            if (total == 0) continue;
+            for (int64_t o = 0; o < c->n_out; ++o) {
+                ChainLayer *p = &layers[c->out_post[o]];
+                float strength = (float)c->out_strength[o];
+                for (int64_t b = 0; b < batch; ++b) {
+                    p->quiet[b] &= c->counts[b] == 0;
+                    const float *d = c->delta + b * c->size;
+                    const int32_t *list = c->changed + b * c->size;
+                    float *f = p->fields + b * p->size;
+                    for (int64_t k = 0; k < c->counts[b]; ++k)
+                        if (list[k] < c->out_width[o]) f[list[k]] += strength * d[list[k]];
+                }
+                for (int64_t i = 0; i < p->size; ++i) p->error[i] = p->error[i] + u * p->reach[i];
+            }
+            if (total > c->dense_pairs) {
+                *pending = total;
+                *pending_layer = l;
+                position[0] = t;
+                position[1] = l + 1;
+                return 0;
+            }
+            mlcm_correct(batch, c->size, c->size, c->delta, c->changed, c->counts, c->rows, c->divisor, 1.0,
+                         c->fields, c->size, c->work, c->group);
+            double n = (double)((most + GROUP - 1) / GROUP + 2), g = GROUP - 1;
+            double gamma = g * u / (1.0 - g * u) + n * u64 / (1.0 - n * u64);
+            for (int64_t i = 0; i < c->size; ++i) c->error[i] = c->error[i] + 2.0 * gamma * c->scale[i] + u * c->reach[i];
+        }
+        int all = 1;
         for (int64_t b = 0; b < batch; ++b) {
             sweeps[b] += !converged[b];
-            if (counts[b] == 0) converged[b] = 1;
+            if (!moved[b]) converged[b] = 1;
+            moved[b] = 0;
             all &= converged[b] != 0;
-            if (counts[b] > most) most = (int)counts[b];
         }
-        if (total > dense_pairs) {
-            *pending = total;
-            return t + 1;
-        }
-        if (total > 0) {
-            mlcm_correct(batch, size, size, delta, changed, counts, rows, divisor, 1.0, fields, size, work, group);
-            double n = (double)((most + GROUP - 1) / GROUP + 2), u64 = ldexp(1.0, -53), g = GROUP - 1;
-            double gamma = g * u / (1.0 - g * u) + n * u64 / (1.0 - n * u64);
-            for (int64_t i = 0; i < size; ++i) error[i] = error[i] + 2.0 * gamma * scale[i] + u * reach[i];
-        }
-        if (all) return t + 1;
+        ++t;
+        l = 0;
+        if (all) break;
     }
-    return max_sweeps;
+    position[0] = t;
+    position[1] = 0;
+    return 1;
 }
 
 /* Binary ±1 couplings and states packed one bit per value (bit set: +1), fields by XOR and

@@ -460,20 +460,32 @@ def _correct(
     return _gamma(terms + 1, delta.dtype)
 
 
+def _correct_own(
+    graph: Graph, couplings: EventCouplings, carried: EventState, layer: int, delta: Tensor, dense_fraction: float,
+    lists: tuple[KernelLayer, int, int] | None = None,
+) -> None:
+    """Correct F of ``layer`` by its own J (and its error bound), the first step of :func:`_propagate`."""
+    spec = graph.layers[layer]
+    if spec.J is None:
+        return
+    errors = carried.errors
+    divisor = spec.unit if spec.J.dtype != torch.int8 else 1.0
+    sparse = couplings.sparse[layer] if couplings.sparse else None
+    rho = _correct(carried.fields[layer], delta, couplings.rows[layer], spec.J, 1.0, divisor, dense_fraction, lists,
+                   sparse)
+    if rho is not None and errors[layer] is not None:
+        u = torch.finfo(delta.dtype).eps / 2
+        errors[layer] = errors[layer] + 2 * rho * couplings.scale[layer] + u * couplings.reach[layer]
+
+
 def _propagate(
     graph: Graph, couplings: EventCouplings, carried: EventState, layer: int, delta: Tensor, phase: Phase,
     dense_fraction: float, lists: tuple[KernelLayer, int, int] | None = None,
 ) -> None:
     """Correct F (and its error bound) of every layer that receives from ``layer``."""
-    spec = graph.layers[layer]
     fields, errors = carried.fields, carried.errors
     u = torch.finfo(delta.dtype).eps / 2
-    if spec.J is not None:
-        divisor = spec.unit if spec.J.dtype != torch.int8 else 1.0
-        sparse = couplings.sparse[layer] if couplings.sparse else None
-        rho = _correct(fields[layer], delta, couplings.rows[layer], spec.J, 1.0, divisor, dense_fraction, lists, sparse)
-        if rho is not None and errors[layer] is not None:
-            errors[layer] = errors[layer] + 2 * rho * couplings.scale[layer] + u * couplings.reach[layer]
+    _correct_own(graph, couplings, carried, layer, delta, dense_fraction, lists)
     for k, coupling in graph.incoming_from(layer, phase.feedback):
         if coupling.strength == 0:
             continue
@@ -569,18 +581,20 @@ BOUND_SCALE = 2 / (1 - 4 * (torch.finfo(torch.float32).eps / 2))
 is re-checked: twice the bound, with the rounding of the comparison itself (event_sweep's test)."""
 
 
-def _decide_args(graph: Graph, carried: EventState, layer: int, entry: KernelLayer, error: Tensor,
-                 rechecked: ctypes.c_int64) -> tuple:
-    """The arguments of the kernel's ``mlcm_decide`` (the first ones of ``mlcm_relax_sync``)."""
+def _kernel_layer(graph: Graph, carried: EventState, layer: int, entry: KernelLayer, error: Tensor,
+                  skip: Tensor | None) -> kernel.ChainLayer:
+    """The kernel's ``ChainLayer`` of ``layer`` with what its decisions need (``error``: the
+    carried bound, contiguous float64; ``skip``: the samples left out, or None); the loop's
+    fields (J's rows, the couplings out) are filled by :func:`_chain_layer`."""
     spec, states = graph.layers[layer], carried.states
-    return (
-        states.shape[0], spec.size, carried.fields[layer].data_ptr(), entry.constant.data_ptr(),
-        entry.bound_constant.data_ptr(), 0, error.data_ptr(), BOUND_SCALE,
-        states[:, graph.slice(layer)].data_ptr(), states.stride(0), float(spec.j_d),
-        ENCODINGS.index(spec.encoding), TIES.index(spec.tie), ctypes.addressof(entry.terms), entry.n_terms,
-        1 if spec.J is not None else 0, entry.theta.data_ptr() if entry.theta is not None else None,
-        entry.delta.data_ptr(), entry.changed.data_ptr(), entry.counts.data_ptr(), entry.pairs.data_ptr(),
-        ctypes.byref(rechecked))
+    return kernel.ChainLayer(
+        size=spec.size, fields=carried.fields[layer].data_ptr(), constant=entry.constant.data_ptr(),
+        bound_constant=entry.bound_constant.data_ptr(), error=error.data_ptr(),
+        states=states[:, graph.slice(layer)].data_ptr(), j_d=float(spec.j_d), encoding=ENCODINGS.index(spec.encoding),
+        tie=TIES.index(spec.tie), terms=ctypes.addressof(entry.terms), n_terms=entry.n_terms,
+        self_after=1 if spec.J is not None else 0, theta=entry.theta.data_ptr() if entry.theta is not None else None,
+        delta=entry.delta.data_ptr(), changed=entry.changed.data_ptr(), counts=entry.counts.data_ptr(),
+        pairs=entry.pairs.data_ptr(), quiet=skip.data_ptr() if skip is not None else None)
 
 
 def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelLayer, skip: Tensor | None) -> int:
@@ -589,47 +603,82 @@ def _kernel_decide(graph: Graph, carried: EventState, layer: int, entry: KernelL
     None) left out;
     returns the number of changed (sample, neuron) pairs."""
     error = carried.errors[layer].contiguous()
-    return kernel.library().mlcm_decide(*_decide_args(graph, carried, layer, entry, error, ctypes.c_int64()),
-                                        skip.data_ptr() if skip is not None else None)
+    states = carried.states
+    return kernel.library().mlcm_decide(ctypes.byref(_kernel_layer(graph, carried, layer, entry, error, skip)),
+                                        states.shape[0], states.stride(0), BOUND_SCALE, ctypes.byref(ctypes.c_int64()))
+
+
+def _chain_outputs(graph: Graph, couplings: EventCouplings, layer: int, phase: Phase) -> list[tuple[int, float, int]] | None:
+    """(post layer, strength, width) of the one-to-one couplings out of ``layer`` in ``phase``, or
+    None where the kernel's loop does not take the layer: no float J with contiguous rows (Jᵀ),
+    a coupling out of it with a matrix, or more than ``CHAIN_OUT`` couplings out."""
+    spec, rows = graph.layers[layer], couplings.rows[layer]
+    active = [c for _, c in graph.incoming_from(layer, phase.feedback) if c.strength != 0]
+    if (spec.J is None or rows is None or rows.dim() != 2 or not rows.is_contiguous()
+            or len(active) > kernel.CHAIN_OUT or any(c.W is not None for c in active)):
+        return None
+    return [(c.post, float(c.strength), min(spec.size, graph.layers[c.post].size)) for c in active]
+
+
+def _chain_layer(graph: Graph, carried: EventState, layer: int, entry: KernelLayer, couplings: EventCouplings,
+                 outputs: list[tuple[int, float, int]], quiet: Tensor) -> kernel.ChainLayer:
+    """The complete ``ChainLayer`` of ``layer`` for ``mlcm_relax_chain``; its carried bound is
+    made a contiguous copy (``carried.errors[layer]``), which the loop raises in place."""
+    error = carried.errors[layer].clone(memory_format=torch.contiguous_format)
+    carried.errors[layer] = error
+    spec = graph.layers[layer]
+    chain = _kernel_layer(graph, carried, layer, entry, error, quiet)
+    chain.rows, chain.divisor = couplings.rows[layer].data_ptr(), spec.unit
+    chain.scale, chain.reach = couplings.scale[layer].data_ptr(), couplings.reach[layer].data_ptr()
+    chain.work, chain.group = entry.work.data_ptr(), entry.group.data_ptr()
+    chain.dense_pairs, chain.n_out = int(KERNEL_DENSE_FRACTION * entry.delta.numel()), len(outputs)
+    for o, (post, strength, width) in enumerate(outputs):
+        chain.out_post[o], chain.out_strength[o], chain.out_width[o] = post, strength, width
+    return chain
 
 
 def kernel_relax(
     graph: Graph, carried: EventState, phase: Phase, couplings: EventCouplings,
     entries: list[KernelLayer | None] | None, max_sweeps: int, sweeps: Tensor, converged: Tensor,
-    dense_fraction: float = DENSE_FRACTION,
+    quiet: list[Tensor] | None, dense_fraction: float = DENSE_FRACTION,
 ) -> bool:
-    """The sweeps of :func:`event_sweep` for a one-layer graph in the compiled kernel's loop
-    (``mlcm_relax_sync``: the same decisions, corrections and bounds, without a return to Python
-    per sweep), updating ``sweeps`` and ``converged`` as :func:`~mlcm_torch.functional.dynamics.relax`
-    does; a sweep that changed too much for the kernel's per-sample sums comes back for the dense
-    product (:func:`_propagate`) and the loop goes on. Returns False, having done nothing, where
-    it does not apply: several layers, a layer the kernel does not decide, a coupling out of the
-    layer, or counters that are not contiguous CPU tensors."""
-    if entries is None or len(graph.layers) != 1 or entries[0] is None or max_sweeps <= 0:
+    """The layer-sequential sweeps of :func:`event_sweep` in the compiled kernel's loop
+    (``mlcm_relax_chain``: the same decisions, corrections, bounds and ``quiet`` masks, without a
+    return to Python per layer and sweep), updating ``sweeps`` and ``converged`` as
+    :func:`~mlcm_torch.functional.dynamics.relax` does; a layer that changed too much for the
+    kernel's per-sample sums comes back for the dense product by its J (:func:`_correct_own`)
+    and the loop goes on. Returns False, having done nothing, where it does not apply: a layer
+    the kernel does not decide, a coupling between layers with a matrix, or counters that are
+    not contiguous CPU tensors."""
+    if entries is None or quiet is None or any(entry is None for entry in entries) or max_sweeps <= 0:
         return False
-    entry, spec, rows = entries[0], graph.layers[0], couplings.rows[0]
-    if (spec.J is None or rows is None or rows.dim() != 2 or not rows.is_contiguous()
-            or any(c.strength != 0 for _, c in graph.incoming_from(0, phase.feedback))
-            or sweeps.dtype != torch.int64 or converged.dtype != torch.bool or sweeps.device.type != "cpu"
+    if (sweeps.dtype != torch.int64 or converged.dtype != torch.bool or sweeps.device.type != "cpu"
             or not (sweeps.is_contiguous() and converged.is_contiguous())):
         return False
-    scale, reach = couplings.scale[0].contiguous(), couplings.reach[0].contiguous()
-    rechecked, pending = ctypes.c_int64(), ctypes.c_int64()
-    done = 0
-    while done < max_sweeps:
-        error = carried.errors[0].clone(memory_format=torch.contiguous_format)  # raised in place by the kernel
-        carried.errors[0] = error
-        ran = kernel.library().mlcm_relax_sync(
-            *_decide_args(graph, carried, 0, entry, error, rechecked),
-            rows.data_ptr(), spec.unit, scale.data_ptr(), reach.data_ptr(), entry.work.data_ptr(),
-            entry.group.data_ptr(), max_sweeps - done, int(KERNEL_DENSE_FRACTION * entry.delta.numel()),
-            sweeps.data_ptr(), converged.data_ptr(), ctypes.byref(pending))
-        done += ran
-        if pending.value:
-            lists = (entry, pending.value, int(entry.counts.max()))
-            _propagate(graph, couplings, carried, 0, entry.delta, phase, dense_fraction, lists)
-        if bool(converged.all()):
-            break
+    outputs = [_chain_outputs(graph, couplings, layer, phase) for layer in range(len(graph.layers))]
+    if any(out is None for out in outputs):
+        return False
+    scale = [couplings.scale[layer].contiguous() for layer in range(len(graph.layers))]
+    reach = [couplings.reach[layer].contiguous() for layer in range(len(graph.layers))]
+    couplings = couplings._replace(scale=tuple(scale), reach=tuple(reach))
+    chain = [_chain_layer(graph, carried, layer, entry, couplings, out, quiet[layer])
+             for layer, (entry, out) in enumerate(zip(entries, outputs))]
+    layers = (kernel.ChainLayer * len(chain))(*chain)
+    position = torch.zeros(2, dtype=torch.int64)
+    moved = torch.zeros(carried.states.shape[0], dtype=torch.bool)
+    pending, pending_layer, rechecked = ctypes.c_int64(), ctypes.c_int64(), ctypes.c_int64()
+    states = carried.states
+    while not kernel.library().mlcm_relax_chain(
+            layers, len(chain), states.shape[0], states.stride(0), BOUND_SCALE, max_sweeps, position.data_ptr(),
+            moved.data_ptr(), sweeps.data_ptr(), converged.data_ptr(), ctypes.byref(pending),
+            ctypes.byref(pending_layer), ctypes.byref(rechecked)):
+        layer = pending_layer.value
+        entry = entries[layer]
+        _correct_own(graph, couplings, carried, layer, entry.delta, dense_fraction,
+                     (entry, pending.value, int(entry.counts.max())))
+        error = carried.errors[layer].contiguous()
+        carried.errors[layer] = error
+        layers[layer].error = error.data_ptr()
     return True
 
 

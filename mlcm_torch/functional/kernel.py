@@ -41,6 +41,46 @@ class Term(ctypes.Structure):
     ]
 
 
+CHAIN_OUT = 8
+"""The most one-to-one couplings out of one layer that ``mlcm_relax_chain`` takes (``CHAIN_OUT`` in C)."""
+
+
+class ChainLayer(ctypes.Structure):
+    """One layer of ``mlcm_relax_chain`` (``ChainLayer`` in C; events.kernel_relax fills it)."""
+
+    _fields_ = [
+        ("size", ctypes.c_int64),
+        ("fields", ctypes.c_void_p),
+        ("constant", ctypes.c_void_p),
+        ("bound_constant", ctypes.c_void_p),
+        ("error", ctypes.c_void_p),
+        ("states", ctypes.c_void_p),
+        ("j_d", ctypes.c_double),
+        ("encoding", ctypes.c_int64),
+        ("tie", ctypes.c_int64),
+        ("terms", ctypes.c_void_p),
+        ("n_terms", ctypes.c_int64),
+        ("self_after", ctypes.c_int64),
+        ("theta", ctypes.c_void_p),
+        ("delta", ctypes.c_void_p),
+        ("changed", ctypes.c_void_p),
+        ("counts", ctypes.c_void_p),
+        ("pairs", ctypes.c_void_p),
+        ("quiet", ctypes.c_void_p),
+        ("rows", ctypes.c_void_p),
+        ("divisor", ctypes.c_double),
+        ("scale", ctypes.c_void_p),
+        ("reach", ctypes.c_void_p),
+        ("work", ctypes.c_void_p),
+        ("group", ctypes.c_void_p),
+        ("dense_pairs", ctypes.c_int64),
+        ("n_out", ctypes.c_int64),
+        ("out_post", ctypes.c_int64 * CHAIN_OUT),
+        ("out_strength", ctypes.c_double * CHAIN_OUT),
+        ("out_width", ctypes.c_int64 * CHAIN_OUT),
+    ]
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("MLCM_TORCH_CACHE", Path.home() / ".cache" / "mlcm_torch"))
 
@@ -86,12 +126,10 @@ def library() -> ctypes.CDLL | None:
                       RuntimeWarning, stacklevel=2)
         return None
     i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
-    decide = [i64, i64, ptr, ptr, ptr, i64, ptr, dbl, ptr, i64, dbl, ctypes.c_int, ctypes.c_int,
-              ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr]  # shared by mlcm_decide and mlcm_relax_sync
     lib.mlcm_decide.restype = i64
-    lib.mlcm_decide.argtypes = [*decide, ptr]
-    lib.mlcm_relax_sync.restype = i64
-    lib.mlcm_relax_sync.argtypes = [*decide, ptr, dbl, ptr, ptr, ptr, ptr, i64, i64, ptr, ptr, ptr]
+    lib.mlcm_decide.argtypes = [ptr, i64, i64, dbl, ptr]
+    lib.mlcm_relax_chain.restype = i64
+    lib.mlcm_relax_chain.argtypes = [ptr, i64, i64, i64, dbl, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr]
     lib.mlcm_correct.restype = None
     lib.mlcm_correct.argtypes = [i64, i64, i64, ptr, ptr, ptr, ptr, dbl, dbl, ptr, i64, ptr, ptr]
     lib.mlcm_pack_signs_int8.restype = i64
